@@ -1,0 +1,236 @@
+//! What a guest's store holds: its resource limiter, the handle to shared state (namespaced
+//! to the module), the request's clock, and its captured log. The host side of the WIT
+//! imports lives here; every import is quick and bounded because epoch deadlines do not
+//! interrupt host calls.
+
+use std::sync::Arc;
+
+use super::bindings::ehrgate::policy::{log, state, types};
+use super::bindings::{GuestBucketStatus, GuestLogLevel};
+use crate::state::{BucketSpec, MAX_KEY_BYTES, StateBackend, check_length};
+
+/// The longest log message kept from a guest, in bytes.
+const MAX_LOG_MESSAGE_BYTES: usize = 1024;
+
+/// Per-store data.
+pub(crate) struct StoreData {
+    pub(crate) limiter: GuestLimiter,
+    pub(crate) state: Arc<dyn StateBackend>,
+    /// `<module>/`: prefixed to every state key so modules cannot touch each other's state.
+    pub(crate) namespace: Arc<str>,
+    pub(crate) module: Arc<str>,
+    pub(crate) request_id: Arc<str>,
+    pub(crate) now_ms: u64,
+    pub(crate) log: GuestLog,
+    key_buffer: String,
+}
+
+impl StoreData {
+    pub(crate) fn new(
+        limiter: GuestLimiter,
+        state: Arc<dyn StateBackend>,
+        module: Arc<str>,
+        namespace: Arc<str>,
+        request_id: Arc<str>,
+        now_ms: u64,
+        max_log_messages: usize,
+    ) -> Self {
+        StoreData {
+            limiter,
+            state,
+            namespace,
+            module,
+            request_id,
+            now_ms,
+            log: GuestLog::new(max_log_messages),
+            key_buffer: String::new(),
+        }
+    }
+
+    /// The guest's key behind the module's namespace, after checking the guest's length.
+    fn namespaced(&mut self, key: &str) -> Result<&str, String> {
+        check_length(key, MAX_KEY_BYTES).map_err(|e| e.to_string())?;
+        self.key_buffer.clear();
+        self.key_buffer.push_str(&self.namespace);
+        self.key_buffer.push_str(key);
+        Ok(&self.key_buffer)
+    }
+}
+
+/// Memory and table limits with a record of whether a limit was hit, so a trap that follows
+/// a refused `memory.grow` is reported as the memory limit rather than as a bare trap.
+pub(crate) struct GuestLimiter {
+    max_memory_bytes: usize,
+    max_table_elements: usize,
+    pub(crate) memory_refused: bool,
+}
+
+impl GuestLimiter {
+    pub(crate) fn new(max_memory_bytes: usize, max_table_elements: usize) -> Self {
+        GuestLimiter {
+            max_memory_bytes,
+            max_table_elements,
+            memory_refused: false,
+        }
+    }
+}
+
+/// The error that turns a refused memory growth into a trap.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit of {limit} bytes reached (asked for {desired})")]
+pub(crate) struct MemoryLimitReached {
+    pub(crate) limit: usize,
+    pub(crate) desired: usize,
+}
+
+impl wasmtime::ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            self.memory_refused = true;
+            // Trap rather than return -1: a guest that ignores a failed grow would otherwise
+            // carry on with less memory than it thinks it has.
+            return Err(wasmtime::Error::new(MemoryLimitReached {
+                limit: self.max_memory_bytes,
+                desired,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_table_elements)
+    }
+
+    fn instances(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        2
+    }
+}
+
+/// A guest's log for one call: forwarded to tracing, capped, and the last error kept so a
+/// panic's message can name the cause of the trap that follows it.
+pub(crate) struct GuestLog {
+    max_messages: usize,
+    pub(crate) written: usize,
+    pub(crate) dropped: usize,
+    pub(crate) last_error: Option<String>,
+}
+
+impl GuestLog {
+    fn new(max_messages: usize) -> Self {
+        GuestLog {
+            max_messages,
+            written: 0,
+            dropped: 0,
+            last_error: None,
+        }
+    }
+}
+
+fn truncate_to_boundary(message: &str, max: usize) -> &str {
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+impl types::Host for StoreData {}
+
+impl log::Host for StoreData {
+    fn log(&mut self, level: GuestLogLevel, message: String) {
+        let message = truncate_to_boundary(&message, MAX_LOG_MESSAGE_BYTES);
+        if matches!(level, GuestLogLevel::Error) {
+            self.log.last_error = Some(message.to_owned());
+        }
+        if self.log.written >= self.log.max_messages {
+            self.log.dropped += 1;
+            return;
+        }
+        self.log.written += 1;
+        let (module, request_id) = (&*self.module, &*self.request_id);
+        match level {
+            GuestLogLevel::Debug => {
+                tracing::debug!(target: "ehrgate::guest", module, request_id, "{message}")
+            }
+            GuestLogLevel::Info => {
+                tracing::info!(target: "ehrgate::guest", module, request_id, "{message}")
+            }
+            GuestLogLevel::Warn => {
+                tracing::warn!(target: "ehrgate::guest", module, request_id, "{message}")
+            }
+            GuestLogLevel::Error => {
+                tracing::error!(target: "ehrgate::guest", module, request_id, "{message}")
+            }
+        }
+    }
+}
+
+impl state::Host for StoreData {
+    fn take(
+        &mut self,
+        key: String,
+        capacity: u64,
+        refill_tokens: u64,
+        refill_period_ms: u64,
+        cost: u64,
+    ) -> Result<GuestBucketStatus, String> {
+        let spec = BucketSpec {
+            capacity,
+            refill_tokens,
+            refill_period_ms,
+        };
+        let (state, now_ms) = (self.state.clone(), self.now_ms);
+        let status = state
+            .take(self.namespaced(&key)?, spec, cost, now_ms)
+            .map_err(|e| e.to_string())?;
+        Ok(GuestBucketStatus {
+            allowed: status.allowed,
+            limit: status.limit,
+            remaining: status.remaining,
+            retry_after_ms: status.retry_after_ms,
+            reset_ms: status.reset_ms,
+        })
+    }
+
+    fn distinct_add(&mut self, key: String, member: String, window_ms: u64) -> Result<u32, String> {
+        let (state, now_ms) = (self.state.clone(), self.now_ms);
+        state
+            .distinct_add(self.namespaced(&key)?, &member, window_ms, now_ms)
+            .map_err(|e| e.to_string())
+    }
+
+    fn distinct_count(&mut self, key: String, window_ms: u64) -> Result<u32, String> {
+        let (state, now_ms) = (self.state.clone(), self.now_ms);
+        state
+            .distinct_count(self.namespaced(&key)?, window_ms, now_ms)
+            .map_err(|e| e.to_string())
+    }
+
+    fn counter_add(&mut self, key: String, amount: u64, window_ms: u64) -> Result<u64, String> {
+        let (state, now_ms) = (self.state.clone(), self.now_ms);
+        state
+            .counter_add(self.namespaced(&key)?, amount, window_ms, now_ms)
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,95 @@
+//! Bounded shared state behind the guests' `state` imports: token buckets, distinct-member
+//! windows and windowed counters.
+//!
+//! Every table has a fixed capacity with least-recently-used eviction, so a client that
+//! rotates keys (user ids, addresses, patients) cannot grow the gateway's memory; the price is
+//! that the least recently seen keys are forgotten first. Time is always passed in by the
+//! caller (the request's receive time), so behaviour is deterministic and testable without
+//! sleeping. [`StateBackend`] is the seam for a shared backend (Redis) across replicas.
+
+mod bucket;
+mod counter;
+mod distinct;
+mod memory;
+
+pub use bucket::{BucketSpec, BucketStatus};
+pub use memory::{MemoryState, MemoryStateLimits};
+
+/// The longest key or member a guest may use, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// The longest key the backend stores: a guest's key behind its module's namespace.
+pub const MAX_STORED_KEY_BYTES: usize = 2 * MAX_KEY_BYTES;
+
+/// Why the state backend refused a call. The message is returned to the guest, which is
+/// expected to fail closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("key or member is {len} bytes; at most {max} bytes are allowed")]
+    KeyTooLong { len: usize, max: usize },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    #[error("state backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Shared, bounded state. Implementations must be quick: guests call them synchronously
+/// and the epoch deadline does not interrupt host calls.
+pub trait StateBackend: Send + Sync + 'static {
+    /// Takes `cost` tokens from the bucket `key` shaped by `spec`, at time `now_ms`.
+    fn take(
+        &self,
+        key: &str,
+        spec: BucketSpec,
+        cost: u64,
+        now_ms: u64,
+    ) -> Result<BucketStatus, StateError>;
+
+    /// Adds `member` under `key` at `now_ms` and returns the distinct members seen in the
+    /// last `window_ms`.
+    fn distinct_add(
+        &self,
+        key: &str,
+        member: &str,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Result<u32, StateError>;
+
+    /// The distinct members seen under `key` in the last `window_ms`.
+    fn distinct_count(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<u32, StateError>;
+
+    /// Adds `amount` to counter `key` and returns its total over the last `window_ms`.
+    fn counter_add(
+        &self,
+        key: &str,
+        amount: u64,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Result<u64, StateError>;
+}
+
+/// Checks a key or member against `max` bytes.
+pub fn check_length(key: &str, max: usize) -> Result<(), StateError> {
+    if key.len() > max {
+        return Err(StateError::KeyTooLong {
+            len: key.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<(), StateError> {
+    check_length(key, MAX_STORED_KEY_BYTES)
+}
+
+fn check_member(member: &str) -> Result<(), StateError> {
+    check_length(member, MAX_KEY_BYTES)
+}
+
+fn check_window(window_ms: u64) -> Result<(), StateError> {
+    if window_ms == 0 {
+        return Err(StateError::InvalidArgument("window-ms must be above 0"));
+    }
+    Ok(())
+}
