@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every check and test of ehrgate on a fresh machine: installs what the tests need,
+# builds the gateway and the guest policies once, then formatting, lints and all tests.
+#
+#     tests/run.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing the wasm32-wasip2 target"
+rustup target add wasm32-wasip2
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "formatting"
+cargo fmt --all --check
+(cd guest-policies && cargo fmt --all --check)
+
+step "tests (host build also builds the guest policies)"
+cargo test --workspace --all-targets
+
+step "guest sdk tests (native)"
+(cd guest-policies && cargo test --workspace)
+
+step "lints"
+cargo clippy --workspace --all-targets -- -D warnings
+(cd guest-policies && cargo clippy --workspace --all-targets --target wasm32-wasip2 -- -D warnings)
+
+step "all checks passed"
