@@ -1,0 +1,280 @@
+//! Header and method checks before a request is trusted, and the header set forwarded
+//! upstream.
+//!
+//! A proxy and the server behind it must agree on the method, the message length and the
+//! target host, or a request can be smuggled past the policies. The checks here refuse the
+//! combinations on which they might disagree; `upstream_headers` drops what only describes
+//! the client's connection to the gateway.
+
+use http::Method;
+use http::header::{self, HeaderMap, HeaderName};
+
+use crate::request::{Rejection, quote};
+
+#[cfg(test)]
+mod tests;
+
+/// Client-sent headers in this namespace are refused: the gateway's own headers must never
+/// be forged by a client.
+const RESERVED_PREFIX: &str = "x-ehrgate-";
+
+/// Headers that frameworks honour to run a different method than the one on the request
+/// line, which would let a `POST` the policies allowed execute as a `DELETE`.
+const METHOD_OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus the pre-standard `proxy-connection` and
+/// `keep-alive` (RFC 9110 §7.6.1 names them as ones to remove too).
+const HOP_BY_HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "trailer",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Headers that claim facts about the client's connection. Only the gateway may state them
+/// upstream; a client could otherwise pose as an internal address or another host.
+const CLIENT_CONNECTION_HEADERS: &[&str] = &["forwarded", "x-real-ip"];
+const FORWARDED_PREFIX: &str = "x-forwarded-";
+
+/// Rejects ambiguous or dangerous method and header combinations. `authority` is the URI
+/// authority (HTTP/2 `:authority` or an absolute-form target) when there is one.
+pub fn check_request(
+    method: &Method,
+    authority: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), Rejection> {
+    check_method(method)?;
+    check_method_override(headers)?;
+    check_reserved(headers)?;
+    check_connection(headers)?;
+    check_host(authority, headers)?;
+    check_length(headers)?;
+    check_authorization(headers)
+}
+
+/// The headers to send upstream: the client's headers without hop-by-hop headers, without
+/// client-sent forwarding headers (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`), without
+/// `Host` and `Content-Length` (the forwarder sets them for the canonical request) and
+/// without any `x-ehrgate-*` header. Everything else (Authorization, Accept, Content-Type,
+/// Prefer, If-Match, ...) is kept, repeated values included, in order.
+pub fn upstream_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut forwarded = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if is_forwardable(name) {
+            forwarded.append(name.clone(), value.clone());
+        }
+    }
+    forwarded
+}
+
+fn is_forwardable(name: &HeaderName) -> bool {
+    // Header names in an `http::HeaderMap` are lower case.
+    let name = name.as_str();
+    !(HOP_BY_HOP_HEADERS.contains(&name)
+        || CLIENT_CONNECTION_HEADERS.contains(&name)
+        || name.starts_with(FORWARDED_PREFIX)
+        || name.starts_with(RESERVED_PREFIX)
+        || name == header::HOST
+        || name == header::CONTENT_LENGTH)
+}
+
+fn check_method(method: &Method) -> Result<(), Rejection> {
+    // FHIR R4 http.html uses exactly these methods. CONNECT, TRACE, OPTIONS and extension
+    // methods have no FHIR meaning, so no policy could have judged them.
+    let allowed = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    if allowed.contains(method) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        405,
+        "headers.method-not-allowed",
+        format!(
+            "method `{}` is not allowed; expected GET, HEAD, POST, PUT, PATCH or DELETE",
+            quote(method.as_str())
+        ),
+    ))
+}
+
+fn check_method_override(headers: &HeaderMap) -> Result<(), Rejection> {
+    match METHOD_OVERRIDE_HEADERS
+        .iter()
+        .find(|name| headers.contains_key(**name))
+    {
+        None => Ok(()),
+        Some(name) => Err(Rejection::bad_request(
+            "headers.method-override",
+            format!(
+                "header `{name}` overrides the HTTP method; expected the intended method on \
+                 the request line"
+            ),
+        )),
+    }
+}
+
+fn check_reserved(headers: &HeaderMap) -> Result<(), Rejection> {
+    match headers
+        .keys()
+        .find(|name| name.as_str().starts_with(RESERVED_PREFIX))
+    {
+        None => Ok(()),
+        Some(name) => Err(Rejection::bad_request(
+            "headers.reserved-header",
+            format!(
+                "header `{}` is reserved for the gateway; expected no `{RESERVED_PREFIX}*` headers",
+                quote(name.as_str())
+            ),
+        )),
+    }
+}
+
+fn check_connection(headers: &HeaderMap) -> Result<(), Rejection> {
+    // RFC 9110 §7.6.1: every header named in `Connection` is removed by the next hop. Naming
+    // `Authorization` or a forwarding header would make the gateway's view and the upstream's
+    // differ, so only the two connection options without that effect are accepted.
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(text) = value.to_str() else {
+            return Err(Rejection::bad_request(
+                "headers.connection-option",
+                "header `connection` is not visible ASCII; expected `keep-alive` or `close`",
+            ));
+        };
+        let option = text
+            .split(',')
+            .map(str::trim)
+            .filter(|option| !option.is_empty())
+            .find(|option| {
+                !option.eq_ignore_ascii_case("keep-alive") && !option.eq_ignore_ascii_case("close")
+            });
+        if let Some(option) = option {
+            return Err(Rejection::bad_request(
+                "headers.connection-option",
+                format!(
+                    "header `connection` names `{}`; expected only `keep-alive` or `close`",
+                    quote(option)
+                ),
+            ));
+        }
+    }
+    // RFC 9110 §7.8: a protocol switch (WebSocket, h2c) would carry traffic the policies
+    // never see.
+    if headers.contains_key(header::UPGRADE) {
+        return Err(Rejection::bad_request(
+            "headers.upgrade",
+            "header `upgrade` asks to switch protocols; expected plain HTTP requests only",
+        ));
+    }
+    Ok(())
+}
+
+fn check_host(authority: Option<&str>, headers: &HeaderMap) -> Result<(), Rejection> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    // RFC 9112 §3.2: a request with more than one Host is answered with 400.
+    if hosts.next().is_some() {
+        return Err(Rejection::bad_request(
+            "headers.duplicate-host",
+            "request has more than one `host` header; expected exactly one",
+        ));
+    }
+    let host = match host {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(text) if !text.is_empty() => Some(text),
+            _ => {
+                return Err(Rejection::bad_request(
+                    "headers.invalid-host",
+                    "header `host` is empty or not visible ASCII; expected the target's host \
+                     and port",
+                ));
+            }
+        },
+    };
+    match (host, authority) {
+        (None, None) => Err(Rejection::bad_request(
+            "headers.missing-host",
+            "request has neither a `host` header nor a URI authority; expected one of them",
+        )),
+        // RFC 9112 §3.2.2 lets a proxy replace Host by the absolute-form authority and RFC
+        // 9113 §8.3.1 says `:authority` wins over Host; a gateway that routes on one while
+        // the upstream routes on the other is the confusion this refuses.
+        (Some(host), Some(authority)) if !host.eq_ignore_ascii_case(authority) => {
+            Err(Rejection::bad_request(
+                "headers.host-mismatch",
+                format!(
+                    "header `host` is `{}` but the request targets `{}`; expected them to agree",
+                    quote(host),
+                    quote(authority)
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_length(headers: &HeaderMap) -> Result<(), Rejection> {
+    // RFC 9112 §6.1: Content-Length with Transfer-Encoding is a request-smuggling vector; a
+    // server may reject it, and a gateway in front of servers that do not must.
+    if headers.contains_key(header::CONTENT_LENGTH)
+        && headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        return Err(Rejection::bad_request(
+            "headers.length-and-encoding",
+            "request has both `content-length` and `transfer-encoding`; expected one of them",
+        ));
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let length = lengths.next();
+    // RFC 9110 §8.6 lets a recipient merge identical repeats; the gateway refuses all repeats
+    // so that no recipient has to choose.
+    if lengths.next().is_some() {
+        return Err(Rejection::bad_request(
+            "headers.duplicate-content-length",
+            "request has more than one `content-length` header; expected exactly one",
+        ));
+    }
+    if let Some(length) = length {
+        let valid = !length.is_empty() && length.as_bytes().iter().all(u8::is_ascii_digit);
+        if !valid {
+            return Err(Rejection::bad_request(
+                "headers.invalid-content-length",
+                format!(
+                    "header `content-length` is `{}`; expected a decimal number of bytes",
+                    quote(&String::from_utf8_lossy(length.as_bytes()))
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_authorization(headers: &HeaderMap) -> Result<(), Rejection> {
+    // Identity verifies one token; with two, the upstream may honour the other one.
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(Rejection::bad_request(
+            "headers.duplicate-authorization",
+            "request has more than one `authorization` header; expected exactly one",
+        ));
+    }
+    Ok(())
+}
