@@ -1,6 +1,16 @@
 //! Shared helpers for the cross-component tests: paths to the built guest modules, engines
 //! with test-friendly limits, and realistic canonical requests.
 
+// Included with `#[path]` from the test binary, so submodule paths are spelled out.
+#[path = "support/gateway.rs"]
+pub mod gateway;
+#[path = "support/http.rs"]
+pub mod http;
+#[path = "support/tokens.rs"]
+pub mod tokens;
+#[path = "support/upstream.rs"]
+pub mod upstream;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -5,7 +5,10 @@
 //! `request` (canonical request, identity, classification), `engine` (policy modules),
 //! `state` (bounded shared state) and `audit` (the log and its review).
 
+pub mod config;
 pub mod engine;
+pub mod proxy;
+pub mod request;
 pub mod state;
 
 /// Where the build put the guest modules built from `guest-policies/` (the shipped policies

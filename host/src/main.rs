@@ -1,1 +1,39 @@
-fn main() {}
+//! The `ehrgate` command: flags are parsed here and each subcommand lives in `commands/`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// A gateway for EHR and billing APIs that enforces sandboxed WebAssembly policies.
+#[derive(Parser)]
+#[command(name = "ehrgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(commands::serve::Args),
+    /// Load and check a configuration (every policy initialized with its config) and list
+    /// every problem; exits non-zero when there is any.
+    Check(commands::check::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Check(args) => commands::check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::support::{chaos_request, engine, load, patient_search};
 use ehrgate::engine::{
     ChainDecision, ChainLink, ConfiguredPolicy, Mode, POLICY_ERROR_RULE, PolicyChain, PolicyEngine,
 };
-use ehrgate_tests::{chaos_request, engine, load, patient_search};
 
 fn link(engine: &PolicyEngine, name: &str, config: &str, mode: Mode) -> ChainLink {
     ChainLink {

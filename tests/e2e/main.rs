@@ -1,6 +1,17 @@
 //! Cross-component tests: the host with real guest modules (and, in later suites, the
 //! gateway binary with a real upstream). One test binary, one module per area.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "in tests, a failed expectation is a failed test"
+)]
+
+#[path = "../support.rs"]
+mod support;
+
 mod chain;
+mod gateway;
 mod sandbox;
 mod state;

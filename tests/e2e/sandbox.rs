@@ -3,10 +3,10 @@
 
 use std::io::Write;
 
-use ehrgate::engine::{LoadError, PolicyFault, PolicySpec, SandboxSettings};
-use ehrgate_tests::{
+use crate::support::{
     chaos_request, engine, engine_with, guest, load, patient_search, test_settings,
 };
+use ehrgate::engine::{LoadError, PolicyFault, PolicySpec, SandboxSettings};
 
 fn fault_of(behaviour: &str) -> PolicyFault {
     let engine = engine();

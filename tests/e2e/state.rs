@@ -1,8 +1,8 @@
 //! The state imports through the engine: buckets and distinct counts persist across
 //! requests in the host, namespaced per module, driven by the request's clock.
 
+use crate::support::{chaos_request, engine, load};
 use ehrgate::engine::ConfiguredPolicy;
-use ehrgate_tests::{chaos_request, engine, load};
 
 fn bucket_take(policy: &ConfiguredPolicy, time_ms: u64) -> Option<u16> {
     let mut request = chaos_request("bucket");

@@ -27,6 +27,12 @@ struct Config {
     /// Makes `init` refuse the config, as a module with a real config check would.
     #[serde(default)]
     reject: bool,
+    /// Deny a batch or transaction when any entry is of this resource type.
+    #[serde(default)]
+    deny_entry_type: Option<String>,
+    /// Deny when the request touches this patient.
+    #[serde(default)]
+    deny_patient: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +83,23 @@ impl Policy for Chaos {
     fn evaluate(config: &Config, request: &Request) -> Decision {
         if let Some(behaviour) = request.header("x-chaos") {
             return misbehave(behaviour, request);
+        }
+        if let Some(denied) = &config.deny_entry_type
+            && let Some(index) = request
+                .entries
+                .iter()
+                .position(|e| e.resource_type.as_deref() == Some(denied.as_str()))
+        {
+            return Decision::deny(
+                403,
+                "chaos.entry-type",
+                &format!("bundle entry {index} is a `{denied}`"),
+            );
+        }
+        if let Some(denied) = &config.deny_patient
+            && request.patients.iter().any(|p| p == denied)
+        {
+            return Decision::deny(403, "chaos.patient", "this patient is off limits");
         }
         configured(config)
     }

@@ -1,0 +1,66 @@
+//! `ehrgate check`: everything `serve` does before it listens — parse and validate the
+//! config, read keys, load and initialize every policy with its config — and report every
+//! problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ehrgate::config;
+use ehrgate::engine::PolicyEngine;
+use ehrgate::proxy::Gateway;
+use ehrgate::state::MemoryState;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The gateway's TOML configuration.
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "\n{} problem(s) in `{}`",
+                errors.problems.len(),
+                args.config.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let engine = PolicyEngine::new(
+        config.sandbox.clone(),
+        Arc::new(MemoryState::new(config.state)),
+    )?;
+    let routes = config.routes.len();
+    let policies: usize = config.routes.iter().map(|r| r.policies.len()).sum();
+    if let Some(tls) = &config.tls
+        && let Err(error) = ehrgate::proxy::server::tls_acceptor(tls)
+    {
+        eprintln!("{}: {error:#}", args.config.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    match Gateway::build(config, &engine) {
+        Ok(_) => {
+            println!(
+                "{}: ok ({routes} routes, {policies} policies loaded)",
+                args.config.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{}: {problem}", args.config.display());
+            }
+            eprintln!(
+                "\n{} problem(s) in `{}`",
+                problems.len(),
+                args.config.display()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! Loading the gateway configuration: parse the TOML file, check it as a whole, and produce
+//! typed, validated settings. `ehrgate check` and `ehrgate serve` run exactly this path.
+//! Every problem is collected (not just the first) and names the file, line and key.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::engine::{Mode, PolicySpec, SandboxSettings};
+use crate::request::canonical::canonicalize_target;
+use crate::request::fhir::{self, TypeName};
+use crate::request::identity::IssuerConfig;
+use crate::state::MemoryStateLimits;
+
+pub mod model;
+
+pub use model::{AuditConfig, LimitsConfig};
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the config file, when known.
+    pub line: Option<usize>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match problem.line {
+                Some(line) => write!(f, "{}:{line}: {}", self.path.display(), problem.message)?,
+                None => write!(f, "{}: {}", self.path.display(), problem.message)?,
+            }
+            if let Some(help) = &problem.help {
+                write!(f, "\n  help: {help}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub path: PathBuf,
+    /// The directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub hostnames: Vec<String>,
+    pub admin_listen: Option<SocketAddr>,
+    pub limits: LimitsConfig,
+    pub sandbox: SandboxSettings,
+    pub state: MemoryStateLimits,
+    pub issuers: Vec<IssuerConfig>,
+    pub upstreams: Vec<UpstreamSettings>,
+    pub routes: Vec<RouteSettings>,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    /// `host:port`.
+    pub authority: String,
+    /// The canonical base path (`/fhir`, or empty for the root), prepended to every
+    /// forwarded path.
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub pool_max_idle: usize,
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    pub name: String,
+    pub prefix_segments: Vec<String>,
+    pub upstream: String,
+    /// Canonical paths below the prefix that need no token, as segments.
+    pub anonymous_paths: Vec<Vec<String>>,
+    pub resource_types: Vec<String>,
+    pub policy_headers: Vec<String>,
+    pub policy_body: bool,
+    pub policies: Vec<(PolicySpec, Mode)>,
+}
+
+/// Loads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    let fail = |message: String, help: Option<String>| ConfigErrors {
+        path: path.to_owned(),
+        problems: vec![Problem {
+            line: None,
+            message,
+            help,
+        }],
+    };
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            format!("cannot read the config file: {e}"),
+            Some("pass the gateway's TOML file with `--config`".into()),
+        )
+    })?;
+    parse(&source, path)
+}
+
+/// Parses and validates `source`, read from `path`.
+pub fn parse(source: &str, path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    let file: model::ConfigFile = toml::from_str(source).map_err(|e| ConfigErrors {
+        path: path.to_owned(),
+        problems: vec![Problem {
+            line: e.span().map(|span| line_of(source, span.start)),
+            message: e.message().trim().to_owned(),
+            help: None,
+        }],
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut check = Checker {
+        source,
+        base_dir: &base_dir,
+        problems: Vec::new(),
+    };
+    let config = check.validate(file, path);
+    if check.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors {
+            path: path.to_owned(),
+            problems: check.problems,
+        })
+    }
+}
+
+fn line_of(source: &str, offset: usize) -> usize {
+    source[..offset.min(source.len())].matches('\n').count() + 1
+}
+
+struct Checker<'a> {
+    source: &'a str,
+    base_dir: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem(
+        &mut self,
+        span: Option<std::ops::Range<usize>>,
+        message: String,
+        help: Option<&str>,
+    ) {
+        self.problems.push(Problem {
+            line: span.map(|s| line_of(self.source, s.start)),
+            message,
+            help: help.map(str::to_owned),
+        });
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    fn validate(&mut self, file: model::ConfigFile, path: &Path) -> GatewayConfig {
+        let tls = file.server.tls.as_ref().map(|tls| {
+            for (key, file_path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                let resolved = self.resolve(file_path.get_ref());
+                if !resolved.is_file() {
+                    self.problem(
+                        Some(file_path.span()),
+                        format!("`server.tls.{key}`: no file at `{}`", resolved.display()),
+                        Some("give a PEM file, relative to the config file"),
+                    );
+                }
+            }
+            TlsFiles {
+                cert: self.resolve(tls.cert.get_ref()),
+                key: self.resolve(tls.key.get_ref()),
+            }
+        });
+        let admin_listen = file.admin.as_ref().map(|a| a.listen);
+        if admin_listen == Some(file.server.listen) {
+            self.problem(
+                None,
+                "`admin.listen` is the same address as `server.listen`".into(),
+                Some("the admin listener must be separate from the client listener"),
+            );
+        }
+        self.check_limits(&file.limits);
+        for problem in file.sandbox.problems() {
+            self.problem(None, format!("`sandbox`: {problem}"), None);
+        }
+        let upstreams = self.check_upstreams(&file.upstreams);
+        let upstream_names: Vec<String> = file
+            .upstreams
+            .iter()
+            .map(|u| u.name.get_ref().clone())
+            .collect();
+        let routes = self.check_routes(&file.routes, &upstream_names);
+        if routes.is_empty() {
+            self.problem(
+                None,
+                "no `[[routes]]`: the gateway would refuse every request".into(),
+                Some("add a route with a `prefix`, an `upstream` and its `[[routes.policies]]`"),
+            );
+        }
+        GatewayConfig {
+            path: path.to_owned(),
+            base_dir: self.base_dir.to_owned(),
+            listen: file.server.listen,
+            tls,
+            hostnames: file
+                .server
+                .hostnames
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            admin_listen,
+            limits: file.limits,
+            sandbox: SandboxSettings {
+                cache_dir: file.sandbox.cache_dir.as_ref().map(|d| self.resolve(d)),
+                ..file.sandbox
+            },
+            state: file.state,
+            issuers: file.identity.issuers,
+            upstreams,
+            routes,
+            audit: AuditConfig {
+                dir: file.audit.dir.as_ref().map(|d| self.resolve(d)),
+            },
+        }
+    }
+
+    fn check_limits(&mut self, limits: &LimitsConfig) {
+        let checks: [(&str, u64, u64, u64); 9] = [
+            ("max_header_count", limits.max_header_count as u64, 8, 1000),
+            (
+                "max_header_bytes",
+                limits.max_header_bytes as u64,
+                1024,
+                1 << 20,
+            ),
+            (
+                "max_body_bytes",
+                limits.max_body_bytes as u64,
+                1024,
+                1 << 30,
+            ),
+            (
+                "max_batch_entries",
+                limits.max_batch_entries as u64,
+                1,
+                10_000,
+            ),
+            (
+                "max_inspect_bytes",
+                limits.max_inspect_bytes as u64,
+                0,
+                1 << 30,
+            ),
+            (
+                "header_read_timeout_ms",
+                limits.header_read_timeout_ms,
+                100,
+                600_000,
+            ),
+            (
+                "body_read_timeout_ms",
+                limits.body_read_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "max_concurrent_requests",
+                limits.max_concurrent_requests as u64,
+                1,
+                1_000_000,
+            ),
+            ("shutdown_grace_ms", limits.shutdown_grace_ms, 0, 600_000),
+        ];
+        for (key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                self.problem(
+                    None,
+                    format!("`limits.{key}` is {value}; expected {min} to {max}"),
+                    None,
+                );
+            }
+        }
+    }
+
+    fn check_upstreams(&mut self, upstreams: &[model::UpstreamConfig]) -> Vec<UpstreamSettings> {
+        let mut names = HashSet::new();
+        let mut settings = Vec::new();
+        for upstream in upstreams {
+            let name = upstream.name.get_ref();
+            if !is_name(name) {
+                self.problem(
+                    Some(upstream.name.span()),
+                    format!("upstream name `{name}` is not 1-64 characters of [a-z0-9_-]"),
+                    None,
+                );
+            }
+            if !names.insert(name.clone()) {
+                self.problem(
+                    Some(upstream.name.span()),
+                    format!("upstream `{name}` is defined twice"),
+                    None,
+                );
+            }
+            let url = upstream.url.get_ref();
+            match parse_upstream_url(url) {
+                Ok((authority, base_path)) => settings.push(UpstreamSettings {
+                    name: name.clone(),
+                    authority,
+                    base_path,
+                    connect_timeout: Duration::from_millis(upstream.connect_timeout_ms),
+                    timeout: Duration::from_millis(upstream.timeout_ms),
+                    pool_max_idle: upstream.pool_max_idle,
+                    pool_idle_timeout: Duration::from_millis(upstream.pool_idle_timeout_ms),
+                }),
+                Err(reason) => self.problem(
+                    Some(upstream.url.span()),
+                    format!("upstream `{name}`: url `{url}` {reason}"),
+                    Some("write it as `http://host:port/base/path`"),
+                ),
+            }
+            if upstream.timeout_ms == 0 || upstream.connect_timeout_ms == 0 {
+                self.problem(
+                    Some(upstream.name.span()),
+                    format!("upstream `{name}`: timeouts must be above 0"),
+                    None,
+                );
+            }
+        }
+        settings
+    }
+
+    fn check_routes(
+        &mut self,
+        routes: &[model::RouteConfig],
+        upstreams: &[String],
+    ) -> Vec<RouteSettings> {
+        let mut names = HashSet::new();
+        let mut prefixes = HashSet::new();
+        let mut settings = Vec::new();
+        for route in routes {
+            let name = route.name.get_ref().clone();
+            if !is_name(&name) {
+                self.problem(
+                    Some(route.name.span()),
+                    format!("route name `{name}` is not 1-64 characters of [a-z0-9_-]"),
+                    None,
+                );
+            }
+            if !names.insert(name.clone()) {
+                self.problem(
+                    Some(route.name.span()),
+                    format!("route `{name}` is defined twice"),
+                    None,
+                );
+            }
+            let prefix_segments = match canonical_segments(route.prefix.get_ref()) {
+                Ok(segments) => segments,
+                Err(reason) => {
+                    self.problem(
+                        Some(route.prefix.span()),
+                        format!(
+                            "route `{name}`: prefix `{}` {reason}",
+                            route.prefix.get_ref()
+                        ),
+                        Some("write a canonical path such as `/fhir`"),
+                    );
+                    Vec::new()
+                }
+            };
+            if !prefixes.insert(prefix_segments.clone()) {
+                self.problem(
+                    Some(route.prefix.span()),
+                    format!(
+                        "route `{name}`: another route has the prefix `{}`",
+                        route.prefix.get_ref()
+                    ),
+                    None,
+                );
+            }
+            let upstream = route.upstream.get_ref();
+            if !upstreams.contains(upstream) {
+                let defined: Vec<String> = upstreams.iter().map(|u| format!("`{u}`")).collect();
+                self.problem(
+                    Some(route.upstream.span()),
+                    format!("route `{name}`: upstream `{upstream}` is not defined"),
+                    Some(&format!(
+                        "defined upstreams: {}",
+                        if defined.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            defined.join(", ")
+                        }
+                    )),
+                );
+            }
+            let mut anonymous_paths = Vec::new();
+            for anonymous in &route.anonymous_paths {
+                match canonical_segments(anonymous) {
+                    Ok(segments) => anonymous_paths.push(segments),
+                    Err(reason) => self.problem(
+                        Some(route.name.span()),
+                        format!("route `{name}`: anonymous path `{anonymous}` {reason}"),
+                        None,
+                    ),
+                }
+            }
+            for resource_type in &route.resource_types {
+                match fhir::resource_type(resource_type.get_ref()) {
+                    TypeName::Known(_) => {}
+                    TypeName::WrongCase(right) => self.problem(
+                        Some(resource_type.span()),
+                        format!(
+                            "route `{name}`: resource type `{}` is spelled `{right}`",
+                            resource_type.get_ref()
+                        ),
+                        None,
+                    ),
+                    TypeName::Unknown => self.problem(
+                        Some(resource_type.span()),
+                        format!(
+                            "route `{name}`: `{}` is not a FHIR R4 resource type",
+                            resource_type.get_ref()
+                        ),
+                        None,
+                    ),
+                }
+            }
+            let policies = self.check_policies(&name, &route.policies);
+            settings.push(RouteSettings {
+                name,
+                prefix_segments,
+                upstream: upstream.clone(),
+                anonymous_paths,
+                resource_types: route
+                    .resource_types
+                    .iter()
+                    .map(|t| t.get_ref().clone())
+                    .collect(),
+                policy_headers: route
+                    .policy_headers
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
+                policy_body: route.policy_body,
+                policies,
+            });
+        }
+        for header in routes.iter().flat_map(|r| &r.policy_headers) {
+            let lower = header.to_ascii_lowercase();
+            if lower == "authorization" || lower == "cookie" || lower == "proxy-authorization" {
+                self.problem(
+                    None,
+                    format!("`policy_headers` lists `{header}`, which is never shown to policies"),
+                    Some("credentials stay out of policies and the audit log"),
+                );
+            }
+        }
+        settings
+    }
+
+    fn check_policies(
+        &mut self,
+        route: &str,
+        policies: &[model::PolicyConfig],
+    ) -> Vec<(PolicySpec, Mode)> {
+        let mut names = HashSet::new();
+        let mut specs = Vec::new();
+        for policy in policies {
+            let name = policy.name.get_ref();
+            if !is_name(name) {
+                self.problem(
+                    Some(policy.name.span()),
+                    format!(
+                        "route `{route}`: policy name `{name}` is not 1-64 characters of [a-z0-9_-]"
+                    ),
+                    None,
+                );
+            }
+            if !names.insert(name.clone()) {
+                self.problem(
+                    Some(policy.name.span()),
+                    format!("route `{route}`: policy `{name}` appears twice in the chain"),
+                    None,
+                );
+            }
+            let module = self.resolve(policy.module.get_ref());
+            if !module.is_file() {
+                self.problem(
+                    Some(policy.module.span()),
+                    format!("route `{route}`: policy `{name}`: no module at `{}`", module.display()),
+                    Some("build the guest policies (`cargo build` does) or fix the path, relative to the config file"),
+                );
+            }
+            let config = match &policy.config {
+                Some(table) => match serde_json::to_string(table.get_ref()) {
+                    Ok(json) => json,
+                    Err(e) => {
+                        self.problem(
+                            Some(table.span()),
+                            format!("route `{route}`: policy `{name}`: config cannot be expressed as JSON: {e}"),
+                            Some("TOML dates have no JSON form; write them as strings"),
+                        );
+                        String::new()
+                    }
+                },
+                None => "{}".to_owned(),
+            };
+            specs.push((
+                PolicySpec {
+                    name: name.clone(),
+                    path: module,
+                    config,
+                },
+                policy.mode,
+            ));
+        }
+        specs
+    }
+}
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The segments of a path that must already be canonical.
+fn canonical_segments(path: &str) -> Result<Vec<String>, String> {
+    canonical_path(path).map(|target| target.segments)
+}
+
+fn canonical_path(path: &str) -> Result<crate::request::canonical::CanonicalTarget, String> {
+    let target =
+        canonicalize_target(path).map_err(|r| format!("is not a canonical path: {}", r.message))?;
+    let trimmed = if path == "/" {
+        path
+    } else {
+        path.trim_end_matches('/')
+    };
+    if target.path != trimmed {
+        return Err(format!(
+            "is not canonical (canonical form: `{}`)",
+            target.path
+        ));
+    }
+    if !target.params.is_empty() {
+        return Err("has a query".into());
+    }
+    Ok(target)
+}
+
+/// `http://host:port/base` → (`host:port`, canonical base path or empty).
+fn parse_upstream_url(url: &str) -> Result<(String, String), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err("uses https, which upstreams do not support yet".into());
+        }
+        _ => return Err("needs the `http://` scheme".into()),
+    }
+    let authority = uri.authority().ok_or("has no host")?;
+    if uri.query().is_some() {
+        return Err("has a query".into());
+    }
+    let authority = if authority.port().is_some() {
+        authority.as_str().to_owned()
+    } else {
+        format!("{}:80", authority.host())
+    };
+    let base = canonical_path(if uri.path().is_empty() {
+        "/"
+    } else {
+        uri.path()
+    })?;
+    let base_path = if base.segments.is_empty() {
+        String::new()
+    } else {
+        base.path
+    };
+    Ok((authority, base_path))
+}

@@ -1,0 +1,206 @@
+//! The gateway's TOML configuration as written by the operator. Every table rejects unknown
+//! keys, so a typo is an error that names the key and line instead of a silently ignored
+//! setting. Fields whose values are checked against the rest of the file after parsing are
+//! `Spanned`, so those problems can name the line too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::engine::{Mode, SandboxSettings};
+use crate::request::identity::IssuerConfig;
+use crate::state::MemoryStateLimits;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub sandbox: SandboxSettings,
+    #[serde(default)]
+    pub state: MemoryStateLimits,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[server]`: the client-facing listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port, for example `127.0.0.1:8443`.
+    pub listen: SocketAddr,
+    /// Serve TLS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate; plain HTTP without it.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Host names clients may address (`Host` / `:authority`, port ignored). Empty: any.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+}
+
+/// `[server.tls]`: PEM files, paths relative to the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Spanned<PathBuf>,
+    pub key: Spanned<PathBuf>,
+}
+
+/// `[admin]`: health, readiness and metrics, on their own listener so they are never
+/// exposed where clients connect.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+/// `[limits]`: what one client may ask of the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Request headers; more is a 431.
+    pub max_header_count: usize,
+    /// Bytes of all request header names and values; more is a 431.
+    pub max_header_bytes: usize,
+    /// Request body bytes; more is a 413. Request bodies are read whole (policies and the
+    /// classifier inspect writes and bundles), so this also bounds memory per request.
+    pub max_body_bytes: usize,
+    /// Entries in a batch or transaction Bundle; more is a 413.
+    pub max_batch_entries: usize,
+    /// Response body bytes buffered for policies that inspect responses. A larger response
+    /// is shown to them without its body.
+    pub max_inspect_bytes: usize,
+    /// Time to receive a request's headers.
+    pub header_read_timeout_ms: u64,
+    /// Time to receive a request's body.
+    pub body_read_timeout_ms: u64,
+    /// Requests handled at once; more are refused with 503 and `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_header_count: 64,
+            max_header_bytes: 16 << 10,
+            max_body_bytes: 1 << 20,
+            max_batch_entries: 100,
+            max_inspect_bytes: 4 << 20,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_concurrent_requests: 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// `[identity]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// `[[upstreams]]`: an API the gateway forwards to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub name: Spanned<String>,
+    /// The base URL, `http://host:port/path`; the route's path below its prefix is appended.
+    pub url: Spanned<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time for the upstream's response headers; past it the client gets a 504.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Idle connections kept open to this upstream.
+    #[serde(default = "default_pool_idle")]
+    pub pool_max_idle: usize,
+    #[serde(default = "default_pool_idle_timeout_ms")]
+    pub pool_idle_timeout_ms: u64,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+fn default_pool_idle() -> usize {
+    32
+}
+fn default_pool_idle_timeout_ms() -> u64 {
+    90_000
+}
+
+/// `[[routes]]`: a path prefix, the upstream it goes to, and the policies that guard it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: Spanned<String>,
+    /// Canonical path prefix, for example `/fhir`. The longest matching prefix wins.
+    pub prefix: Spanned<String>,
+    pub upstream: Spanned<String>,
+    /// Paths below the prefix that may be called without a token (for example
+    /// `/metadata`, `/.well-known/smart-configuration`). Everything else needs one.
+    #[serde(default)]
+    pub anonymous_paths: Vec<String>,
+    /// Resource types this route serves; others are a 404. Empty: all.
+    #[serde(default)]
+    pub resource_types: Vec<Spanned<String>>,
+    /// Request headers shown to policies (lower case). Authorization and cookies never are.
+    #[serde(default = "default_policy_headers")]
+    pub policy_headers: Vec<String>,
+    /// Show request bodies (writes, bundles) to policies.
+    #[serde(default = "default_true")]
+    pub policy_body: bool,
+    /// The policy chain, in order.
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
+fn default_policy_headers() -> Vec<String> {
+    vec!["accept".into(), "user-agent".into(), "prefer".into()]
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `[[routes.policies]]`: one module of a route's chain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The name used in logs, metrics and the audit record.
+    pub name: Spanned<String>,
+    /// The `.wasm` component, relative to the config file.
+    pub module: Spanned<PathBuf>,
+    #[serde(default)]
+    pub mode: Mode,
+    /// The module's configuration, passed to its `init` as JSON.
+    #[serde(default)]
+    pub config: Option<Spanned<toml::Table>>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Directory for the audit log. None: decisions are only logged.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}

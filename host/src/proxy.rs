@@ -1,0 +1,150 @@
+//! The HTTP side of the gateway: listeners and TLS (`server`), the request phases
+//! (`phases`), forwarding (`forward`), the admin endpoints (`admin`), metrics and the
+//! per-request record (`record`).
+//!
+//! A [`Gateway`] is one immutable snapshot of the configuration with its policies loaded and
+//! its upstream pools built. Requests read the current snapshot; a reload builds a new one
+//! off the request path and swaps it in atomically, so in-flight requests finish on the one
+//! they started with.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+
+use crate::config::{GatewayConfig, RouteSettings};
+use crate::engine::{ChainLink, PolicyChain, PolicyEngine};
+use crate::request::Rejection;
+use crate::request::canonical::CanonicalTarget;
+use crate::request::classify::Classification;
+use crate::request::identity::Verifier;
+
+pub mod admin;
+pub mod context;
+pub mod forward;
+pub mod metrics;
+pub mod outcome;
+mod phases;
+mod record;
+pub mod server;
+
+pub use forward::Upstream;
+
+/// Body type of every response the gateway sends.
+pub type ProxyBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// What the server knows about a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// A configuration with everything built: policies loaded, keys read, pools created.
+pub struct Gateway {
+    pub config: GatewayConfig,
+    /// Longest prefix first.
+    routes: Vec<Route>,
+    verifier: Verifier,
+}
+
+/// A route ready to serve.
+pub struct Route {
+    pub settings: RouteSettings,
+    pub chain: PolicyChain,
+    pub upstream: Arc<Upstream>,
+}
+
+impl Route {
+    fn is_anonymous(&self, segments: &[String]) -> bool {
+        self.settings.anonymous_paths.iter().any(|p| p == segments)
+    }
+
+    fn check_resource_type(&self, classification: &Classification) -> Result<(), Rejection> {
+        let allowed = &self.settings.resource_types;
+        match &classification.resource_type {
+            Some(t) if !allowed.is_empty() && !allowed.contains(t) => Err(Rejection::new(
+                404,
+                "route.resource-type",
+                format!("route `{}` does not serve `{t}`", self.settings.name),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Gateway {
+    /// Builds everything the configuration describes. Returns every problem found.
+    pub fn build(config: GatewayConfig, engine: &PolicyEngine) -> Result<Gateway, Vec<String>> {
+        let mut problems = Vec::new();
+        let verifier = match Verifier::from_config(&config.issuers, &config.base_dir) {
+            Ok(verifier) => Some(verifier),
+            Err(found) => {
+                problems.extend(found.into_iter().map(|p| format!("identity: {p}")));
+                None
+            }
+        };
+        let upstreams: Vec<Arc<Upstream>> = config
+            .upstreams
+            .iter()
+            .map(|u| Arc::new(Upstream::new(u.clone())))
+            .collect();
+        let mut routes = Vec::new();
+        for settings in &config.routes {
+            let mut links = Vec::new();
+            for (spec, mode) in &settings.policies {
+                match engine.load(spec) {
+                    Ok(policy) => links.push(ChainLink {
+                        policy: Arc::new(policy),
+                        mode: *mode,
+                    }),
+                    Err(error) => problems.push(format!("route `{}`: {error}", settings.name)),
+                }
+            }
+            let Some(upstream) = upstreams
+                .iter()
+                .find(|u| u.settings.name == settings.upstream)
+            else {
+                problems.push(format!(
+                    "route `{}`: upstream `{}` is not defined",
+                    settings.name, settings.upstream
+                ));
+                continue;
+            };
+            routes.push(Route {
+                settings: settings.clone(),
+                chain: PolicyChain::new(links),
+                upstream: upstream.clone(),
+            });
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.settings.prefix_segments.len()));
+        match verifier {
+            Some(verifier) if problems.is_empty() => Ok(Gateway {
+                config,
+                routes,
+                verifier,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// The route whose prefix matches `target` (longest first), and the target below it.
+    fn route_for(&self, target: &CanonicalTarget) -> Option<(&Route, CanonicalTarget)> {
+        self.routes.iter().find_map(|route| {
+            target
+                .strip_prefix(&route.settings.prefix_segments)
+                .map(|below| (route, below))
+        })
+    }
+}
+
+/// State shared by every connection: the current gateway, metrics, the concurrency limit.
+pub struct Shared {
+    pub gateway: ArcSwap<Gateway>,
+    pub engine: PolicyEngine,
+    pub metrics: metrics::Metrics,
+    pub concurrency: Arc<tokio::sync::Semaphore>,
+    pub ready: std::sync::atomic::AtomicBool,
+}

@@ -1,0 +1,574 @@
+//! The phase driver: a request's whole life in one place, phase by phase.
+//!
+//! ```text
+//! limits -> canonicalize -> route -> read body -> identify -> classify
+//!        -> policy chain -> enforce -> forward -> response hook -> respond
+//! ```
+//!
+//! Each phase is a function that reads and fills the [`RequestContext`]. A phase that
+//! refuses the request returns an [`Early`] decision; `handle` turns it into the client's
+//! response and records it like any other outcome, so every refusal is audited.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::context::{Decision, RequestContext};
+use super::forward::{self, UpstreamError};
+use super::outcome::{self, Refusal};
+use super::{ConnectionInfo, Gateway, ProxyBody, Route, Shared};
+use crate::engine::{
+    ChainDecision, Denial, Header, Param, Request as PolicyRequest, Response as PolicyResponse,
+};
+use crate::request::canonical::{self, CanonicalTarget};
+use crate::request::classify::{self, Classification};
+use crate::request::identity::{self, Verified};
+use crate::request::{Rejection, headers};
+
+/// A decision taken before the response was released.
+pub(crate) enum Early {
+    Rejected(Rejection),
+    Denied {
+        module: String,
+        denial: Denial,
+        headers: Vec<(String, String)>,
+    },
+    Upstream(UpstreamError),
+}
+
+impl From<Rejection> for Early {
+    fn from(rejection: Rejection) -> Self {
+        Early::Rejected(rejection)
+    }
+}
+
+/// Handles one request from start to finish.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    connection: ConnectionInfo,
+) -> Response<ProxyBody> {
+    let gateway = shared.gateway.load_full();
+    let id = request_id(request.headers());
+    let mut context = RequestContext::new(
+        id,
+        connection.peer,
+        connection.tls,
+        request.method().as_str(),
+    );
+    shared.metrics.in_flight.inc();
+
+    let response = match shared.concurrency.clone().try_acquire_owned() {
+        Err(_) => Err(Early::Rejected(Rejection::new(
+            503,
+            "limits.overloaded",
+            "the gateway is handling too many requests; retry shortly",
+        ))),
+        Ok(_permit) => run(&gateway, &mut context, request).await,
+    };
+    let response = match response {
+        Ok(response) => {
+            context.decision = Decision::Allowed;
+            response
+        }
+        Err(early) => early_response(&mut context, early),
+    };
+    context.status = response.status().as_u16();
+    shared.metrics.in_flight.dec();
+    super::record::record(&shared, &gateway, &context);
+    response
+}
+
+/// Keeps a well-formed client `X-Request-Id`, otherwise makes one.
+fn request_id(headers: &HeaderMap) -> String {
+    let client = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+    match client {
+        Some(id) => id.to_owned(),
+        None => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+fn early_response(context: &mut RequestContext, early: Early) -> Response<ProxyBody> {
+    match early {
+        Early::Rejected(rejection) => {
+            context.decision = Decision::Rejected {
+                rule_id: rejection.rule_id.to_owned(),
+            };
+            let retry_after_secs = (rejection.status == 503).then_some(1);
+            outcome::refusal_response(
+                &Refusal {
+                    status: rejection.status,
+                    rule_id: rejection.rule_id,
+                    message: &rejection.message,
+                    retry_after_secs,
+                    headers: &[],
+                },
+                &context.id,
+            )
+        }
+        Early::Denied {
+            module,
+            denial,
+            headers,
+        } => {
+            context.decision = Decision::Denied {
+                module,
+                rule_id: denial.rule_id.clone(),
+            };
+            outcome::refusal_response(
+                &Refusal {
+                    status: denial.status,
+                    rule_id: &denial.rule_id,
+                    message: &denial.message,
+                    retry_after_secs: denial.retry_after_secs,
+                    headers: &headers,
+                },
+                &context.id,
+            )
+        }
+        Early::Upstream(error) => {
+            context.decision = Decision::UpstreamFailed {
+                rule_id: error.rule_id().to_owned(),
+            };
+            outcome::refusal_response(
+                &Refusal {
+                    status: error.status(),
+                    rule_id: error.rule_id(),
+                    message: &error.to_string(),
+                    retry_after_secs: None,
+                    headers: &[],
+                },
+                &context.id,
+            )
+        }
+    }
+}
+
+/// The phases, in order.
+async fn run(
+    gateway: &Gateway,
+    context: &mut RequestContext,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Early> {
+    let (parts, body) = request.into_parts();
+    check_limits(gateway, &parts.headers)?;
+
+    // canonicalize: one normalized target and a header check; ambiguous input stops here.
+    let raw_target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if parts.uri.scheme().is_some() && parts.version < http::Version::HTTP_2 {
+        return Err(Rejection::bad_request(
+            "canonical.absolute-form",
+            "absolute-form request targets are for forward proxies; send the path only",
+        )
+        .into());
+    }
+    let target = canonical::canonicalize_target(raw_target)?;
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    headers::check_request(&parts.method, authority, &parts.headers)?;
+    check_hostname(gateway, authority, &parts.headers)?;
+
+    // route
+    let (route, below) = gateway.route_for(&target).ok_or_else(|| {
+        Rejection::new(
+            404,
+            "route.not-found",
+            format!("no route serves `{}`", crate::request::quote(&target.path)),
+        )
+    })?;
+    context.route = Some(route.settings.name.clone());
+    context.upstream = Some(route.upstream.settings.name.clone());
+    context.path = Some(below.path.clone());
+
+    // read body: bounded in size and time; writes and bundles are inspected whole.
+    let body = read_body(gateway, &parts.headers, body).await?;
+
+    // POST _search: the form body's parameters join the query's (FHIR R4 http.html#search).
+    let mut below = below;
+    let is_post_search =
+        parts.method == Method::POST && below.segments.last().is_some_and(|s| s == "_search");
+    if is_post_search {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !content_type
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+        {
+            return Err(Rejection::new(
+                415,
+                "canonical.search-body-type",
+                "a POST _search body must be application/x-www-form-urlencoded",
+            )
+            .into());
+        }
+        let form = canonical::parse_form(body.as_deref().unwrap_or_default())?;
+        below.params.extend(form);
+    }
+
+    // identify
+    let token = identity::extract_token(&parts.headers, &below.params)?;
+    let token_in_query = below.params.iter().any(|p| p.name == "access_token");
+    below.params.retain(|p| p.name != "access_token");
+    let verified: Option<Verified> = match &token {
+        Some(token) => Some(gateway.verifier.verify(token, context.received_secs())?),
+        None if route.is_anonymous(&below.segments) => None,
+        None => {
+            return Err(Rejection::new(
+                401,
+                "identity.missing-token",
+                "this path needs a bearer token",
+            )
+            .into());
+        }
+    };
+    if let Some(verified) = &verified {
+        context.principal = Some(verified.principal.clone());
+        context.break_glass_reason = verified.break_glass_reason.clone();
+    }
+    canonical::check_governing_duplicates(&below.params)?;
+
+    // classify
+    let classification = classify::classify(
+        &parts.method,
+        &below,
+        body.as_deref(),
+        gateway.config.limits.max_batch_entries,
+    )?;
+    route.check_resource_type(&classification)?;
+    context.interaction = Some(classification.interaction);
+    context.resource_type = classification.resource_type.clone();
+    context.resource_id = classification.resource_id.clone();
+    context.patients = classification.patients.clone();
+
+    // policy chain and enforcement
+    let policy_request = policy_request(
+        context,
+        route,
+        &below,
+        &parts.headers,
+        &parts.method,
+        &classification,
+        body.as_deref(),
+    );
+    let started = Instant::now();
+    let outcome = route.chain.evaluate(&policy_request);
+    context.policy_time = started.elapsed();
+    let decision = outcome.decision.clone();
+    let policy_headers = outcome.response_headers.clone();
+    context.chain = Some(outcome);
+    if let ChainDecision::Deny { module, denial } = decision {
+        return Err(Early::Denied {
+            module: module.to_string(),
+            denial,
+            headers: policy_headers,
+        });
+    }
+
+    // forward
+    let forwarded_body = if is_post_search {
+        Some(Bytes::from(below.query()))
+    } else {
+        body
+    };
+    let mut upstream_headers = headers::upstream_headers(&parts.headers);
+    if token_in_query && let Some(token) = &token {
+        // RFC 6750 §2.3 tokens in the URL end up in logs: move it to the header upstream.
+        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            upstream_headers.insert(header::AUTHORIZATION, value);
+        }
+    }
+    let forward_target = if is_post_search {
+        below.path.clone()
+    } else {
+        below.target()
+    };
+    let started = Instant::now();
+    let upstream_response = forward::send(
+        &route.upstream,
+        &parts.method,
+        &forward_target,
+        upstream_headers,
+        forwarded_body,
+        context,
+    )
+    .await;
+    context.upstream_time = Some(started.elapsed());
+    let upstream_response = upstream_response.map_err(Early::Upstream)?;
+    context.upstream_status = Some(upstream_response.status().as_u16());
+
+    // response hook
+    let response = if route.chain.inspects_response() {
+        inspect_response(gateway, route, context, &policy_request, upstream_response).await?
+    } else {
+        forward::client_response(upstream_response)
+    };
+    Ok(finish_response(response, &policy_headers, &context.id))
+}
+
+fn check_limits(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Rejection> {
+    let limits = &gateway.config.limits;
+    if headers.len() > limits.max_header_count {
+        return Err(Rejection::new(
+            431,
+            "limits.header-count",
+            format!(
+                "{} headers; at most {} are accepted",
+                headers.len(),
+                limits.max_header_count
+            ),
+        ));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    if bytes > limits.max_header_bytes {
+        return Err(Rejection::new(
+            431,
+            "limits.header-bytes",
+            format!(
+                "{bytes} bytes of headers; at most {} are accepted",
+                limits.max_header_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_hostname(
+    gateway: &Gateway,
+    authority: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), Rejection> {
+    let allowed = &gateway.config.hostnames;
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let host = authority
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+        .unwrap_or("");
+    let name = host
+        .rsplit_once(':')
+        .map_or(host, |(name, _)| name)
+        .to_ascii_lowercase();
+    if allowed.contains(&name) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            421,
+            "headers.misdirected",
+            format!(
+                "this gateway does not serve host `{}`",
+                crate::request::quote(host)
+            ),
+        ))
+    }
+}
+
+async fn read_body(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Option<Bytes>, Rejection> {
+    let limits = &gateway.config.limits;
+    let too_large = || {
+        Rejection::new(
+            413,
+            "limits.body-bytes",
+            format!(
+                "the request body is larger than {} bytes",
+                limits.max_body_bytes
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let timeout = std::time::Duration::from_millis(limits.body_read_timeout_ms);
+    let collected =
+        tokio::time::timeout(timeout, Limited::new(body, limits.max_body_bytes).collect())
+            .await
+            .map_err(|_| {
+                Rejection::new(
+                    408,
+                    "limits.body-timeout",
+                    "the request body arrived too slowly",
+                )
+            })?;
+    match collected {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            Ok((!bytes.is_empty()).then_some(bytes))
+        }
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(_) => Err(Rejection::bad_request(
+            "limits.body-read",
+            "the request body could not be read",
+        )),
+    }
+}
+
+/// Builds the canonical request record every policy of the chain sees.
+fn policy_request(
+    context: &RequestContext,
+    route: &Route,
+    below: &CanonicalTarget,
+    headers: &HeaderMap,
+    method: &Method,
+    classification: &Classification,
+    body: Option<&[u8]>,
+) -> PolicyRequest {
+    let policy_headers = route
+        .settings
+        .policy_headers
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(name.as_str())?.to_str().ok()?;
+            Some(Header {
+                name: name.clone(),
+                value: value.to_owned(),
+            })
+        })
+        .collect();
+    let body = if route.settings.policy_body {
+        body.and_then(|b| std::str::from_utf8(b).ok())
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    PolicyRequest {
+        id: context.id.clone(),
+        time_ms: context.received_ms(),
+        source_address: context.peer.ip().to_string(),
+        method: method.as_str().to_owned(),
+        path: below.path.clone(),
+        route: route.settings.name.clone(),
+        upstream: route.upstream.settings.name.clone(),
+        interaction: classification.interaction,
+        resource_type: classification.resource_type.clone(),
+        resource_id: classification.resource_id.clone(),
+        version_id: classification.version_id.clone(),
+        operation: classification.operation.clone(),
+        params: below
+            .params
+            .iter()
+            .map(|p| Param {
+                name: p.name.clone(),
+                value: p.value.clone(),
+            })
+            .collect(),
+        headers: policy_headers,
+        principal: context.principal.clone(),
+        break_glass_reason: context.break_glass_reason.clone(),
+        patients: classification.patients.clone(),
+        entries: classification.entries.clone(),
+        body,
+    }
+}
+
+/// Buffers a JSON response (up to the cap) and lets the inspecting modules decide on it.
+async fn inspect_response(
+    gateway: &Gateway,
+    route: &Route,
+    context: &mut RequestContext,
+    request: &PolicyRequest,
+    upstream: Response<Incoming>,
+) -> Result<Response<ProxyBody>, Early> {
+    let (parts, body) = upstream.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let cap = gateway.config.limits.max_inspect_bytes;
+    let collected = Limited::new(body, cap).collect().await;
+    let (shown, bytes) = match collected {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            let is_json = content_type.as_deref().is_some_and(|t| t.contains("json"));
+            let shown = if is_json {
+                std::str::from_utf8(&bytes).ok().map(str::to_owned)
+            } else {
+                None
+            };
+            (shown, Some(bytes))
+        }
+        // Too large to inspect: the modules decide without the body, and the client gets
+        // nothing unless they allow it; a partially read body cannot be released anyway.
+        Err(_) => (None, None),
+    };
+    let response = PolicyResponse {
+        status: parts.status.as_u16(),
+        content_type,
+        body: shown,
+    };
+    let started = Instant::now();
+    let outcome = route.chain.on_response(request, &response);
+    context.policy_time += started.elapsed();
+    let decision = outcome.decision.clone();
+    let headers = outcome.response_headers.clone();
+    context.response_chain = Some(outcome);
+    if let ChainDecision::Deny { module, denial } = decision {
+        return Err(Early::Denied {
+            module: module.to_string(),
+            denial,
+            headers,
+        });
+    }
+    match bytes {
+        Some(bytes) => Ok(forward::client_response(Response::from_parts(
+            parts,
+            outcome::full(bytes),
+        ))),
+        None => Err(Early::Rejected(Rejection::new(
+            502,
+            "upstream.response-too-large",
+            "the upstream's response is larger than policies may inspect",
+        ))),
+    }
+}
+
+/// Adds the policies' headers and the request id to the client's response.
+fn finish_response(
+    mut response: Response<ProxyBody>,
+    policy_headers: &[(String, String)],
+    request_id: &str,
+) -> Response<ProxyBody> {
+    let headers = response.headers_mut();
+    for (name, value) in policy_headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,220 @@
+//! Listeners, TLS, connections and the process lifecycle: `serve` binds the client and
+//! admin listeners, serves HTTP/1.1 and HTTP/2 (ALPN with TLS, prior knowledge without),
+//! reloads the configuration on SIGHUP (keeping the old one if the new one does not load),
+//! and drains in-flight requests on SIGTERM or SIGINT.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_rustls::TlsAcceptor;
+
+use super::metrics::{Metrics, RuleLabels};
+use super::{ConnectionInfo, Gateway, Shared, phases};
+use crate::config::{self, GatewayConfig, LimitsConfig, TlsFiles};
+use crate::engine::PolicyEngine;
+use crate::state::MemoryState;
+
+/// Time a client gets to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Loads the configuration, builds the gateway and the engine it needs.
+pub fn prepare(config_path: &Path) -> anyhow::Result<(GatewayConfig, PolicyEngine, Gateway)> {
+    let config = config::load(config_path).map_err(|e| anyhow!("{e}"))?;
+    let state = Arc::new(MemoryState::new(config.state));
+    let engine = PolicyEngine::new(config.sandbox.clone(), state)?;
+    let gateway = Gateway::build(config.clone(), &engine)
+        .map_err(|problems| anyhow!("{}", problems.join("\n")))?;
+    Ok((config, engine, gateway))
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
+    let path = config_path.clone();
+    let (config, engine, gateway) = tokio::task::spawn_blocking(move || prepare(&path)).await??;
+    let tls = match &config.tls {
+        Some(files) => Some(tls_acceptor(files)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let shared = Arc::new(Shared {
+        gateway: ArcSwap::from_pointee(gateway),
+        engine,
+        metrics: Metrics::new(),
+        concurrency: Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_concurrent_requests,
+        )),
+        ready: std::sync::atomic::AtomicBool::new(true),
+    });
+    if let Some(admin) = config.admin_listen {
+        let admin_listener = TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("cannot listen on {admin} (admin)"))?;
+        tracing::info!(address = %admin, "admin listener ready");
+        tokio::spawn(super::admin::serve(admin_listener, shared.clone()));
+    }
+    tracing::info!(address = %config.listen, tls = tls.is_some(), routes = config.routes.len(), "gateway listening");
+
+    let graceful = GracefulShutdown::new();
+    let mut hangups = signal(SignalKind::hangup())?;
+    let mut terminates = signal(SignalKind::terminate())?;
+    let mut interrupts = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let limits = shared.gateway.load().config.limits.clone();
+                    let connection = ConnectionInfo { peer, tls: tls.is_some() };
+                    spawn_connection(stream, connection, tls.clone(), shared.clone(), &graceful, limits);
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = hangups.recv() => reload(&config_path, &shared).await,
+            _ = terminates.recv() => break,
+            _ = interrupts.recv() => break,
+        }
+    }
+
+    shared.ready.store(false, Ordering::Relaxed);
+    drop(listener);
+    let grace = Duration::from_millis(shared.gateway.load().config.limits.shutdown_grace_ms);
+    tracing::info!(
+        in_flight = graceful.count(),
+        grace_ms = grace.as_millis() as u64,
+        "draining"
+    );
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained; stopping"),
+        Err(_) => tracing::warn!("grace period over; stopping with requests in flight"),
+    }
+    Ok(())
+}
+
+fn spawn_connection(
+    stream: TcpStream,
+    connection: ConnectionInfo,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    graceful: &GracefulShutdown,
+    limits: LimitsConfig,
+) {
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        let _ = stream.set_nodelay(true);
+        let service = service_fn(move |request| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(phases::handle(shared, request, connection).await) }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+            // hyper refuses far-too-large heads itself; the phase driver refuses anything over
+            // the configured limits with a 431 OperationOutcome.
+            .max_headers(limits.max_header_count.saturating_mul(2).max(16))
+            .max_buf_size((limits.max_header_bytes.saturating_mul(2)).max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(
+                u32::try_from(limits.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+            )
+            .max_concurrent_streams(128);
+        let result = match tls {
+            Some(acceptor) => {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(peer = %connection.peer, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+            None => {
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                watcher.watch(connection.into_owned()).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(peer = %connection.peer, %error, "connection ended with an error");
+        }
+    });
+}
+
+/// Builds a new gateway from the file and swaps it in; on any problem keeps the old one.
+async fn reload(config_path: &Path, shared: &Arc<Shared>) {
+    let path = config_path.to_owned();
+    let engine = shared.engine.clone();
+    let current_listen = shared.gateway.load().config.listen;
+    let built = tokio::task::spawn_blocking(move || -> anyhow::Result<Gateway> {
+        let config = config::load(&path).map_err(|e| anyhow!("{e}"))?;
+        if config.listen != current_listen {
+            tracing::warn!("`server.listen` changed; the new address takes effect on restart");
+        }
+        Gateway::build(config, &engine).map_err(|problems| anyhow!("{}", problems.join("\n")))
+    })
+    .await;
+    let outcome = match built {
+        Ok(Ok(gateway)) => {
+            shared.gateway.store(Arc::new(gateway));
+            tracing::info!("configuration reloaded");
+            "ok"
+        }
+        Ok(Err(error)) => {
+            tracing::error!(error = %error, "reload failed; keeping the running configuration");
+            "failed"
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "reload failed; keeping the running configuration");
+            "failed"
+        }
+    };
+    shared
+        .metrics
+        .reloads
+        .get_or_create(&RuleLabels {
+            rule: outcome.into(),
+        })
+        .inc();
+}
+
+/// A TLS acceptor for the certificate chain and key, offering HTTP/2 and HTTP/1.1.
+pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .with_context(|| format!("cannot read certificate `{}`", files.cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad certificate PEM in `{}`", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("cannot read private key `{}`", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the certificate and key do not make a usable TLS identity")?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(tls)))
+}

@@ -1,0 +1,167 @@
+//! A real upstream for gateway tests: an HTTP/1.1 server on 127.0.0.1 that records every
+//! request exactly as it arrived on the wire and answers with a configured response. It
+//! serves keep-alive connections (the gateway pools them) and stops when dropped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The request line and headers, exactly as sent, up to and including the blank line.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn request_line(&self) -> &str {
+        self.head.lines().next().unwrap_or("")
+    }
+
+    /// The value of header `name` (case-insensitive), if present once or more (first).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// What the upstream answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn json(body: &str) -> Self {
+        Reply {
+            status: 200,
+            content_type: "application/fhir+json",
+            body: body.to_owned(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestUpstream {
+    pub fn start(reply: Reply) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let reply = Arc::new(Mutex::new(reply));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, p, s) = (received.clone(), reply.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (r, p, s) = (r.clone(), p.clone(), s.clone());
+                        std::thread::spawn(move || serve(stream, r, p, s));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        TestUpstream {
+            addr,
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, base: &str) -> String {
+        format!("http://{}{base}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    received: Arc<Mutex<Vec<Received>>>,
+    reply: Arc<Mutex<Reply>>,
+    stop: Arc<AtomicBool>,
+) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    // Bounded: a test's connection handles at most this many requests.
+    for _ in 0..10_000 {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => return,
+                Ok(_) => {
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                Err(_) if !stop.load(Ordering::Relaxed) && head.is_empty() => continue,
+                Err(_) => return,
+            }
+        }
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if let Ok(mut all) = received.lock() {
+            all.push(Received { head, body });
+        }
+        let reply = reply
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|_| Reply::json("{}"));
+        std::thread::sleep(reply.delay);
+        let response = format!(
+            "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-upstream: test\r\n\r\n{}",
+            reply.status,
+            reply.content_type,
+            reply.body.len(),
+            reply.body
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
