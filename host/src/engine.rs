@@ -96,6 +96,7 @@ pub struct ConfiguredPolicy {
     pub sha256: String,
     /// Whether its `init` asked for `on-response`.
     pub inspects_response: bool,
+    namespace: Arc<str>,
     config: Arc<str>,
     compiled: Arc<CompiledPolicy>,
     shared: Arc<EngineShared>,
@@ -104,11 +105,10 @@ pub struct ConfiguredPolicy {
 impl ConfiguredPolicy {
     /// Evaluates `request` in a fresh instance.
     pub fn evaluate(&self, request: &Request) -> Result<ModuleDecision, PolicyFault> {
-        let context = context_of(request);
+        let context = self.context_of(request);
         let (_, decision) = invoke::call(
             &self.shared,
             &self.compiled,
-            &self.name,
             &self.config,
             &context,
             |policy, store, _| policy.call_evaluate(store, request),
@@ -122,11 +122,10 @@ impl ConfiguredPolicy {
         request: &Request,
         response: &Response,
     ) -> Result<ModuleDecision, PolicyFault> {
-        let context = context_of(request);
+        let context = self.context_of(request);
         let (_, decision) = invoke::call(
             &self.shared,
             &self.compiled,
-            &self.name,
             &self.config,
             &context,
             |policy, store, _| policy.call_on_response(store, request, response),
@@ -135,9 +134,13 @@ impl ConfiguredPolicy {
     }
 }
 
-fn context_of(request: &Request) -> CallContext {
-    CallContext {
-        request_id: Arc::from(request.id.as_str()),
-        now_ms: request.time_ms,
+impl ConfiguredPolicy {
+    fn context_of(&self, request: &Request) -> CallContext {
+        CallContext {
+            module: self.name.clone(),
+            namespace: self.namespace.clone(),
+            request_id: Arc::from(request.id.as_str()),
+            now_ms: request.time_ms,
+        }
     }
 }

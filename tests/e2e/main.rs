@@ -13,5 +13,6 @@ mod support;
 
 mod chain;
 mod gateway;
+mod protocols;
 mod sandbox;
 mod state;

@@ -58,8 +58,11 @@ impl PolicyFault {
     }
 }
 
-/// The request-specific part of a call.
+/// Who is calling and for which request.
 pub(crate) struct CallContext {
+    pub(crate) module: Arc<str>,
+    /// `<module>/`, prefixed to the module's state keys; made once per module.
+    pub(crate) namespace: Arc<str>,
     pub(crate) request_id: Arc<str>,
     pub(crate) now_ms: u64,
 }
@@ -73,7 +76,6 @@ enum Step<R> {
 pub(crate) fn call<R>(
     shared: &EngineShared,
     compiled: &CompiledPolicy,
-    module: &Arc<str>,
     config: &str,
     context: &CallContext,
     body: impl FnOnce(&Policy, &mut Store<StoreData>, &Capabilities) -> wasmtime::Result<R>,
@@ -86,8 +88,8 @@ pub(crate) fn call<R>(
     let data = StoreData::new(
         GuestLimiter::new(settings.max_memory_bytes, settings.max_table_elements),
         shared.state.clone(),
-        module.clone(),
-        Arc::from(format!("{module}/")),
+        context.module.clone(),
+        context.namespace.clone(),
         context.request_id.clone(),
         context.now_ms,
         settings.max_log_messages,

@@ -91,14 +91,16 @@ impl PolicyEngine {
         })?;
         let compiled = self.compile(&module, &spec.path, &bytes)?;
         let name: Arc<str> = Arc::from(spec.name.as_str());
+        let namespace: Arc<str> = Arc::from(format!("{name}/"));
         let context = CallContext {
+            module: name.clone(),
+            namespace: namespace.clone(),
             request_id: Arc::from("load"),
             now_ms: 0,
         };
         let capabilities: Capabilities = invoke::call(
             &self.shared,
             &compiled,
-            &name,
             &spec.config,
             &context,
             |_, _, _| Ok(()),
@@ -120,6 +122,7 @@ impl PolicyEngine {
             compiled,
             config: Arc::from(spec.config.as_str()),
             inspects_response: capabilities.inspect_response,
+            namespace,
             shared: self.shared.clone(),
         })
     }
