@@ -4,19 +4,39 @@
 //! claim but `iss` (to find the issuer) is read before the signature verifies.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use jsonwebtoken::Algorithm;
+use lru::LruCache;
+use sha2::{Digest, Sha256};
 
 use super::config::{IssuerConfig, TrustedIssuer};
 use super::{Rejection, claims, compact, keys, rule, unauthorized};
 use crate::engine::Principal;
 
+/// Signatures remembered as good. A clinician's app sends the same token for minutes, and
+/// an RSA-2048 verification costs far more than the rest of a request; the claims (time
+/// windows included) are still checked on every request.
+const VERIFIED_SIGNATURES: usize = 16_384;
+
 /// Verifies bearer tokens against the configured issuers.
-#[derive(Debug)]
 pub struct Verifier {
     issuers: HashMap<String, TrustedIssuer>,
+    /// SHA-256 of whole tokens whose header, issuer, key and signature checks passed. The
+    /// verifier is rebuilt on every config reload, so a remembered token never outlives the
+    /// keys and algorithms it was checked against.
+    verified_signatures: Mutex<LruCache<[u8; 32], ()>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a verified token says about the caller.
@@ -67,7 +87,11 @@ impl Verifier {
             }
         }
         if problems.is_empty() {
-            Ok(Verifier { issuers: trusted })
+            let capacity = NonZeroUsize::new(VERIFIED_SIGNATURES).unwrap_or(NonZeroUsize::MIN);
+            Ok(Verifier {
+                issuers: trusted,
+                verified_signatures: Mutex::new(LruCache::new(capacity)),
+            })
         } else {
             Err(problems)
         }
@@ -75,7 +99,14 @@ impl Verifier {
 
     /// Verifies `token` at time `now_secs` (Unix seconds).
     pub fn verify(&self, token: &str, now_secs: u64) -> Result<Verified, Rejection> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let token = compact::parse(token)?;
+        if self.signature_known_good(&digest) {
+            let iss = claims::issuer(&token.claims)?;
+            if let Some(issuer) = self.issuers.get(iss) {
+                return claims::verified(&token.claims, issuer, now_secs);
+            }
+        }
 
         // RFC 8725 §3.2: an unsigned token is never accepted, whatever the configuration.
         if token.alg.eq_ignore_ascii_case("none") {
@@ -125,8 +156,22 @@ impl Verifier {
                 "the token's signature does not verify",
             ));
         }
+        self.remember_signature(digest);
 
         claims::verified(&token.claims, issuer, now_secs)
+    }
+
+    fn signature_known_good(&self, digest: &[u8; 32]) -> bool {
+        match self.verified_signatures.lock() {
+            Ok(mut known) => known.get(digest).is_some(),
+            Err(_) => false,
+        }
+    }
+
+    fn remember_signature(&self, digest: [u8; 32]) {
+        if let Ok(mut known) = self.verified_signatures.lock() {
+            known.put(digest, ());
+        }
     }
 
     /// The configured issuers' `iss` values, for `ehrgate check` and the startup log.
