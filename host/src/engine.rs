@@ -15,6 +15,7 @@ use wasmtime::component::{HasSelf, Linker};
 pub mod bindings;
 mod cache;
 pub mod chain;
+pub mod fixture;
 mod invoke;
 pub mod load;
 pub mod sandbox;

@@ -39,8 +39,12 @@
 extern crate self as ehrgate_sdk;
 
 mod decision;
+pub mod fhir;
+pub mod keys;
 mod request;
+pub mod scope;
 pub mod state;
+pub mod time;
 
 /// The raw bindings generated from `wit/policy.wit`. Most authors need only the re-exports
 /// at the crate root.
@@ -57,6 +61,7 @@ pub mod bindings {
 }
 
 pub use bindings::ehrgate::policy::log::Level;
+pub use scope::{Permission, Permissions, ResourceScope, ScopeContext, ScopeError, Scopes};
 pub use bindings::ehrgate::policy::types::{
     Capabilities, Decision, Deny, Entry, Finding, Header, Interaction, Param, Principal, Request,
     Response, Severity, Verdict,

@@ -193,6 +193,9 @@ pub fn is_valid_id(id: &str) -> bool {
 /// same element under another name (CarePlan `subject` beside the official `patient`), because
 /// a request can name either. Empty for types outside the compartment (Practitioner,
 /// Organization, Location, Medication, ...) and for unknown types.
+///
+/// The guest sdk keeps its own copy (`guest-policies/sdk/src/fhir.rs`, which guests cannot
+/// import from here); the two tables must stay identical.
 pub fn patient_compartment_params(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
         "Account" => &["subject"],
