@@ -1,0 +1,62 @@
+//! Volume: distinct patients per user in a sliding hour, and in a short burst window.
+//!
+//! Trawling through many charts is the most common form of bulk misuse, and the count of
+//! distinct patients (not of requests: a clinician reopens the same chart all day) is what
+//! separates it from heavy but normal work (healthcare.md, "volume"; Boxwala et al., JAMIA
+//! 2011, count distinct patients per user among their strongest features).
+
+use ehrgate_sdk::keys::{state_key, state_member};
+use ehrgate_sdk::{Severity, state};
+
+use crate::access::Access;
+use crate::config::Volume;
+use crate::score::Signal;
+
+pub fn detect(config: &Volume, access: &Access) -> Result<Vec<Signal>, String> {
+    if access.patients.is_empty() || access.has_any_role(&config.exempt_roles) {
+        return Ok(Vec::new());
+    }
+    // Two keys: a distinct window forgets everything older than the window it is asked
+    // about, so one key cannot serve an hour and five minutes at once.
+    let hour_key = state_key("patients-hour", access.subject());
+    let burst_key = state_key("patients-burst", access.subject());
+    let mut in_hour = 0;
+    let mut in_burst = 0;
+    for patient in &access.patients {
+        let member = state_member(patient);
+        in_hour = state::distinct_add(&hour_key, &member, config.window_ms)?;
+        in_burst = state::distinct_add(&burst_key, &member, config.burst_window_ms)?;
+    }
+    let limit = config
+        .role_limits
+        .iter()
+        .filter(|(role, _)| access.principal.has_role(role))
+        .map(|(_, limit)| *limit)
+        .max()
+        .unwrap_or(config.max_distinct_patients);
+    let mut signals = Vec::new();
+    if in_hour > limit {
+        signals.push(Signal {
+            rule_id: "anomaly.volume",
+            severity: Severity::High,
+            weight: config.weight,
+            detail: format!(
+                "{in_hour} distinct patients in {} min (limit {limit})",
+                config.window_ms / 60_000
+            ),
+        });
+    }
+    if in_burst > config.burst_max_distinct_patients {
+        signals.push(Signal {
+            rule_id: "anomaly.burst",
+            severity: Severity::High,
+            weight: config.burst_weight,
+            detail: format!(
+                "{in_burst} distinct patients in {} s (limit {})",
+                config.burst_window_ms / 1000,
+                config.burst_max_distinct_patients
+            ),
+        });
+    }
+    Ok(signals)
+}
