@@ -107,6 +107,10 @@ fn link(engine: &PolicyEngine, name: &str, crate_name: &str, config: &str) -> Ch
 /// The chains measured: (name, modules).
 fn chains(engine: &PolicyEngine) -> Vec<(&'static str, PolicyChain)> {
     let config = r#"{"findings":[{"rule_id":"bench.note","severity":"info","detail":"ok"}]}"#;
+    let least_privilege = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/least-privilege.json"),
+    )
+    .unwrap_or_else(|e| panic!("example config: {e}"));
     vec![
         (
             "one policy",
@@ -119,6 +123,24 @@ fn chains(engine: &PolicyEngine) -> Vec<(&'static str, PolicyChain)> {
                 link(engine, "b", "chaos", config),
                 link(engine, "c", "chaos", config),
             ]),
+        ),
+        (
+            "least-privilege, example config",
+            PolicyChain::new(vec![link(
+                engine,
+                "least-privilege",
+                "least_privilege",
+                &least_privilege,
+            )]),
+        ),
+        (
+            "least-privilege, minimal config",
+            PolicyChain::new(vec![link(
+                engine,
+                "least-privilege",
+                "least_privilege",
+                "{}",
+            )]),
         ),
     ]
 }

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::audit::keys::KeyError;
+use crate::audit::{AuditSettings, Durability};
 use crate::engine::{Mode, PolicySpec, SandboxSettings};
 use crate::request::canonical::canonicalize_target;
 use crate::request::fhir::{self, TypeName};
@@ -70,7 +72,8 @@ pub struct GatewayConfig {
     pub issuers: Vec<IssuerConfig>,
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: Vec<RouteSettings>,
-    pub audit: AuditConfig,
+    /// The audit log; none without `[audit] dir`.
+    pub audit: Option<AuditSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -251,10 +254,98 @@ impl Checker<'_> {
             issuers: file.identity.issuers,
             upstreams,
             routes,
-            audit: AuditConfig {
-                dir: file.audit.dir.as_ref().map(|d| self.resolve(d)),
-            },
+            audit: self.check_audit(&file.audit),
         }
+    }
+
+    fn check_audit(&mut self, audit: &AuditConfig) -> Option<AuditSettings> {
+        let Some(dir) = &audit.dir else {
+            if let Some(key) = &audit.signing_key {
+                self.problem(
+                    Some(key.span()),
+                    "`audit.signing_key` is set but `audit.dir` is not, so nothing is audited to a file".into(),
+                    Some("add `dir = \"audit\"` to `[audit]`, or remove the `[audit]` settings"),
+                );
+            }
+            return None;
+        };
+        let checks: [(&str, u64, u64, u64); 5] = [
+            ("checkpoint_every", audit.checkpoint_every, 1, 10_000_000),
+            ("checkpoint_secs", audit.checkpoint_secs, 1, 86_400),
+            ("rotate_bytes", audit.rotate_bytes, 4096, 1 << 40),
+            ("queue_capacity", audit.queue_capacity, 1, 1_000_000),
+            ("review_risk_threshold", audit.review_risk_threshold, 0, 100),
+        ];
+        for (key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                self.problem(
+                    None,
+                    format!("`audit.{key}` is {value}; expected {min} to {max}"),
+                    None,
+                );
+            }
+        }
+        match (audit.mode, audit.fsync_interval_ms) {
+            (Durability::Strict, Some(_)) => self.problem(
+                None,
+                "`audit.fsync_interval_ms` is set but `audit.mode` is `strict`, which fsyncs every record before the response".into(),
+                Some("remove it, or set `mode = \"buffered\"`"),
+            ),
+            (Durability::Buffered, Some(interval)) if !(1..=60_000).contains(&interval) => {
+                self.problem(
+                    None,
+                    format!("`audit.fsync_interval_ms` is {interval}; expected 1 to 60000"),
+                    None,
+                )
+            }
+            _ => {}
+        }
+        let signing_key = match &audit.signing_key {
+            Some(key) => {
+                let path = self.resolve(key.get_ref());
+                let unusable = match crate::audit::keys::read_signing_key(&path) {
+                    Ok(_) => None,
+                    Err(KeyError::Read { source, .. }) => {
+                        Some(format!("cannot read `{}`: {source}", path.display()))
+                    }
+                    Err(_) => Some(format!(
+                        "`{}` is not an Ed25519 private key in PKCS#8 PEM form",
+                        path.display()
+                    )),
+                };
+                if let Some(reason) = unusable {
+                    self.problem(
+                        Some(key.span()),
+                        format!("`audit.signing_key`: {reason}"),
+                        Some("make a key pair with `ehrgate keygen --out DIR` and set `signing_key` to its `audit-signing.key`"),
+                    );
+                }
+                path
+            }
+            None => {
+                self.problem(
+                    Some(dir.span()),
+                    "`audit.dir` is set but `audit.signing_key` is not: checkpoints must be signed".into(),
+                    Some("make a key pair with `ehrgate keygen --out DIR` and set `signing_key = \"DIR/audit-signing.key\"`"),
+                );
+                PathBuf::new()
+            }
+        };
+        Some(AuditSettings {
+            dir: self.resolve(dir.get_ref()),
+            durability: audit.mode,
+            checkpoint_every: audit.checkpoint_every,
+            checkpoint_interval: Duration::from_secs(audit.checkpoint_secs),
+            signing_key,
+            rotate_bytes: audit.rotate_bytes,
+            fsync_interval: Duration::from_millis(
+                audit
+                    .fsync_interval_ms
+                    .unwrap_or(crate::audit::settings::DEFAULT_FSYNC_INTERVAL_MS),
+            ),
+            queue_capacity: usize::try_from(audit.queue_capacity).unwrap_or(usize::MAX),
+            review_risk_threshold: u8::try_from(audit.review_risk_threshold).unwrap_or(u8::MAX),
+        })
     }
 
     fn check_limits(&mut self, limits: &LimitsConfig) {
@@ -524,19 +615,66 @@ impl Checker<'_> {
                     Some("build the guest policies (`cargo build` does) or fix the path, relative to the config file"),
                 );
             }
-            let config = match &policy.config {
-                Some(table) => match serde_json::to_string(table.get_ref()) {
-                    Ok(json) => json,
-                    Err(e) => {
-                        self.problem(
+            let config = match (&policy.config, &policy.config_file) {
+                (Some(_), Some(file)) => {
+                    self.problem(
+                        Some(file.span()),
+                        format!(
+                            "route `{route}`: policy `{name}` has both `config` and `config_file`"
+                        ),
+                        Some("keep one of them"),
+                    );
+                    String::new()
+                }
+                (None, Some(file)) => {
+                    let resolved = self.resolve(file.get_ref());
+                    match std::fs::read_to_string(&resolved) {
+                        Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                            Ok(json) if json.is_object() => json.to_string(),
+                            Ok(_) => {
+                                self.problem(
+                                    Some(file.span()),
+                                    format!("route `{route}`: policy `{name}`: `{}` is not a JSON object", resolved.display()),
+                                    None,
+                                );
+                                String::new()
+                            }
+                            Err(e) => {
+                                self.problem(
+                                    Some(file.span()),
+                                    format!("route `{route}`: policy `{name}`: `{}` is not valid JSON: {e}", resolved.display()),
+                                    None,
+                                );
+                                String::new()
+                            }
+                        },
+                        Err(e) => {
+                            self.problem(
+                                Some(file.span()),
+                                format!(
+                                    "route `{route}`: policy `{name}`: cannot read `{}`: {e}",
+                                    resolved.display()
+                                ),
+                                None,
+                            );
+                            String::new()
+                        }
+                    }
+                }
+                (table, None) => match table {
+                    None => "{}".to_owned(),
+                    Some(table) => match serde_json::to_string(table.get_ref()) {
+                        Ok(json) => json,
+                        Err(e) => {
+                            self.problem(
                             Some(table.span()),
                             format!("route `{route}`: policy `{name}`: config cannot be expressed as JSON: {e}"),
                             Some("TOML dates have no JSON form; write them as strings"),
                         );
-                        String::new()
-                    }
+                            String::new()
+                        }
+                    },
                 },
-                None => "{}".to_owned(),
             };
             specs.push((
                 PolicySpec {
@@ -614,4 +752,30 @@ fn parse_upstream_url(url: &str) -> Result<(String, String), String> {
         base.path
     };
     Ok((authority, base_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_follows_the_schema() {
+        let example = include_str!("../../examples/gateway.toml");
+        let parsed: Result<model::ConfigFile, _> = toml::from_str(example);
+        assert!(parsed.is_ok(), "{:?}", parsed.err());
+    }
+
+    #[test]
+    fn problems_name_their_line() {
+        let source = "[server]\nlisten = \"127.0.0.1:1\"\n\n[[upstreams]]\nname = \"ehr\"\nurl = \"https://x\"\n";
+        let errors = parse(source, Path::new("g.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            errors.contains("g.toml:6: upstream `ehr`: url `https://x` uses https"),
+            "{errors}"
+        );
+        assert!(errors.contains("no `[[routes]]`"), "{errors}");
+    }
 }

@@ -5,6 +5,7 @@
 //! `request` (canonical request, identity, classification), `engine` (policy modules),
 //! `state` (bounded shared state) and `audit` (the log and its review).
 
+pub mod audit;
 pub mod config;
 pub mod engine;
 pub mod proxy;

@@ -21,6 +21,10 @@ enum Command {
     /// Load and check a configuration (every policy initialized with its config) and list
     /// every problem; exits non-zero when there is any.
     Check(commands::check::Args),
+    /// Make the Ed25519 key pair that signs the audit log's checkpoints.
+    Keygen(commands::keygen::Args),
+    /// Verify, query, report on and export the audit log.
+    Audit(commands::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +32,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(args),
         Command::Check(args) => commands::check::run(args),
+        Command::Keygen(args) => commands::keygen::run(args),
+        Command::Audit(args) => commands::audit::run(args),
     };
     match result {
         Ok(code) => code,

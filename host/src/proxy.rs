@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
+use crate::audit::AuditLog;
 use crate::config::{GatewayConfig, RouteSettings};
 use crate::engine::{ChainLink, PolicyChain, PolicyEngine};
 use crate::request::Rejection;
@@ -140,10 +141,12 @@ impl Gateway {
     }
 }
 
-/// State shared by every connection: the current gateway, metrics, the concurrency limit.
+/// State shared by every connection: the current gateway, metrics, the concurrency limit,
+/// and the audit log (opened once at startup and kept across reloads).
 pub struct Shared {
     pub gateway: ArcSwap<Gateway>,
     pub engine: PolicyEngine,
+    pub audit: Option<AuditLog>,
     pub metrics: metrics::Metrics,
     pub concurrency: Arc<tokio::sync::Semaphore>,
     pub ready: std::sync::atomic::AtomicBool,

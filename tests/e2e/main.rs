@@ -11,8 +11,12 @@
 #[path = "../support.rs"]
 mod support;
 
+mod anomaly;
+mod audit;
 mod chain;
 mod gateway;
+mod least_privilege;
 mod protocols;
+mod rate_limit;
 mod sandbox;
 mod state;

@@ -66,6 +66,13 @@ impl GatewayProcess {
         assert!(status.success());
     }
 
+    /// Kills the gateway with SIGKILL, as a crash would (no draining, nothing flushed), and
+    /// reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits (bounded) until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -124,6 +131,9 @@ fn spawn(config: &Path, dir: &Path) -> Child {
 
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())

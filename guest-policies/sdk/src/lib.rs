@@ -61,11 +61,11 @@ pub mod bindings {
 }
 
 pub use bindings::ehrgate::policy::log::Level;
-pub use scope::{Permission, Permissions, ResourceScope, ScopeContext, ScopeError, Scopes};
 pub use bindings::ehrgate::policy::types::{
     Capabilities, Decision, Deny, Entry, Finding, Header, Interaction, Param, Principal, Request,
     Response, Severity, Verdict,
 };
+pub use scope::{Permission, Permissions, ResourceScope, ScopeContext, ScopeError, Scopes};
 
 /// A policy with typed configuration. Implement it and call [`export_policy!`].
 ///

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::audit::Durability;
+use crate::audit::settings;
 use crate::engine::{Mode, SandboxSettings};
 use crate::request::identity::IssuerConfig;
 use crate::state::MemoryStateLimits;
@@ -194,13 +196,53 @@ pub struct PolicyConfig {
     /// The module's configuration, passed to its `init` as JSON.
     #[serde(default)]
     pub config: Option<Spanned<toml::Table>>,
+    /// The module's configuration as a JSON file (relative to the config file), for
+    /// configurations too large to write inline (care-team lists, VIP lists). Read at load
+    /// and on every reload. Exclusive with `config`.
+    #[serde(default)]
+    pub config_file: Option<Spanned<PathBuf>>,
 }
 
-/// `[audit]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[audit]`: the tamper-evident audit log (see `ehrgate::audit`). Without `dir`, decisions
+/// are only written to the process log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// Directory for the audit log. None: decisions are only logged.
-    #[serde(default)]
-    pub dir: Option<PathBuf>,
+    /// Directory for the log files, relative to the config file; created if missing.
+    pub dir: Option<Spanned<PathBuf>>,
+    /// `strict`: the record is fsynced before the response is released, and a log that
+    /// cannot be written refuses requests with 503. `buffered`: records are fsynced every
+    /// `fsync_interval_ms`; a crash can lose that much.
+    pub mode: Durability,
+    /// A signed checkpoint after this many records.
+    pub checkpoint_every: u64,
+    /// A signed checkpoint after this many seconds when records are waiting for one.
+    pub checkpoint_secs: u64,
+    /// The Ed25519 private key (PKCS#8 PEM from `ehrgate keygen`) that signs checkpoints,
+    /// relative to the config file. Required with `dir`.
+    pub signing_key: Option<Spanned<PathBuf>>,
+    /// A file is rotated before it grows past this many bytes (and at the UTC day change).
+    pub rotate_bytes: u64,
+    /// Buffered mode: how often the log is fsynced. Default 1000.
+    pub fsync_interval_ms: Option<u64>,
+    /// Records waiting for the writer at most; requests wait while it is full.
+    pub queue_capacity: u64,
+    /// Records with this risk score (0-100) or more are flagged for review.
+    pub review_risk_threshold: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            dir: None,
+            mode: Durability::Strict,
+            checkpoint_every: settings::DEFAULT_CHECKPOINT_EVERY,
+            checkpoint_secs: settings::DEFAULT_CHECKPOINT_SECS,
+            signing_key: None,
+            rotate_bytes: settings::DEFAULT_ROTATE_BYTES,
+            fsync_interval_ms: None,
+            queue_capacity: settings::DEFAULT_QUEUE_CAPACITY as u64,
+            review_risk_threshold: u64::from(settings::DEFAULT_REVIEW_RISK_THRESHOLD),
+        }
+    }
 }

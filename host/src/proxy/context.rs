@@ -56,6 +56,9 @@ pub struct RequestContext {
     pub upstream: Option<String>,
     /// The canonical path below the route, once known.
     pub path: Option<String>,
+    /// The canonical query as forwarded (form parameters of a `POST _search` included, an
+    /// `access_token` parameter removed), once known; none when empty.
+    pub query: Option<String>,
     pub principal: Option<Principal>,
     pub break_glass_reason: Option<String>,
     pub interaction: Option<Interaction>,
@@ -83,6 +86,7 @@ impl RequestContext {
             route: None,
             upstream: None,
             path: None,
+            query: None,
             principal: None,
             break_glass_reason: None,
             interaction: None,

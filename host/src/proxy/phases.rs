@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! limits -> canonicalize -> route -> read body -> identify -> classify
-//!        -> policy chain -> enforce -> forward -> response hook -> respond
+//!        -> policy chain -> enforce -> forward -> response hook -> audit -> respond
 //! ```
 //!
 //! Each phase is a function that reads and fills the [`RequestContext`]. A phase that
@@ -21,6 +21,7 @@ use super::context::{Decision, RequestContext};
 use super::forward::{self, UpstreamError};
 use super::outcome::{self, Refusal};
 use super::{ConnectionInfo, Gateway, ProxyBody, Route, Shared};
+use crate::audit::{AuditLog, AuditRecord};
 use crate::engine::{
     ChainDecision, Denial, Header, Param, Request as PolicyRequest, Response as PolicyResponse,
 };
@@ -28,6 +29,9 @@ use crate::request::canonical::{self, CanonicalTarget};
 use crate::request::classify::{self, Classification};
 use crate::request::identity::{self, Verified};
 use crate::request::{Rejection, headers};
+
+/// The rule of the 503 sent when the audit log cannot take a request's record.
+const AUDIT_UNAVAILABLE_RULE: &str = "audit.unavailable";
 
 /// A decision taken before the response was released.
 pub(crate) enum Early {
@@ -78,9 +82,50 @@ pub(crate) async fn handle(
         Err(early) => early_response(&mut context, early),
     };
     context.status = response.status().as_u16();
+    let response = match &shared.audit {
+        Some(audit) => audit_phase(audit, &mut context, response).await,
+        None => response,
+    };
     shared.metrics.in_flight.dec();
     super::record::record(&shared, &gateway, &context);
     response
+}
+
+/// The audit phase: the request's record is appended before its response is released (in
+/// strict mode, fsynced). A record that cannot be written fails closed: the response becomes
+/// a 503 `audit.unavailable`, and the record goes to the process log instead.
+async fn audit_phase(
+    audit: &AuditLog,
+    context: &mut RequestContext,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let Err(error) = audit.append(AuditRecord::from_context(context)).await else {
+        return response;
+    };
+    // Rebuilt rather than kept: a copy of every record for this rare path would cost every
+    // request an allocation.
+    let record = serde_json::to_string(&AuditRecord::from_context(context)).unwrap_or_default();
+    tracing::error!(
+        target: "ehrgate::audit",
+        request_id = %context.id,
+        %error,
+        %record,
+        "audit record not written; the response was replaced by a 503"
+    );
+    context.decision = Decision::Rejected {
+        rule_id: AUDIT_UNAVAILABLE_RULE.to_owned(),
+    };
+    context.status = 503;
+    outcome::refusal_response(
+        &Refusal {
+            status: 503,
+            rule_id: AUDIT_UNAVAILABLE_RULE,
+            message: "the audit log cannot be written, so the request was refused",
+            retry_after_secs: Some(1),
+            headers: &[],
+        },
+        &context.id,
+    )
 }
 
 /// Keeps a well-formed client `X-Request-Id`, otherwise makes one.
@@ -223,6 +268,7 @@ async fn run(
     let token = identity::extract_token(&parts.headers, &below.params)?;
     let token_in_query = below.params.iter().any(|p| p.name == "access_token");
     below.params.retain(|p| p.name != "access_token");
+    context.query = Some(below.query()).filter(|q| !q.is_empty());
     let verified: Option<Verified> = match &token {
         Some(token) => Some(gateway.verifier.verify(token, context.received_secs())?),
         None if route.is_anonymous(&below.segments) => None,

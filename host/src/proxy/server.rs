@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::metrics::{Metrics, RuleLabels};
 use super::{ConnectionInfo, Gateway, Shared, phases};
+use crate::audit::AuditLog;
 use crate::config::{self, GatewayConfig, LimitsConfig, TlsFiles};
 use crate::engine::PolicyEngine;
 use crate::state::MemoryState;
@@ -49,9 +50,18 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let audit = match config.audit.clone() {
+        Some(settings) => Some(
+            tokio::task::spawn_blocking(move || AuditLog::open(&settings))
+                .await?
+                .context("cannot open the audit log")?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         gateway: ArcSwap::from_pointee(gateway),
         engine,
+        audit,
         metrics: Metrics::new(),
         concurrency: Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_concurrent_requests,
@@ -102,6 +112,11 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("drained; stopping"),
         Err(_) => tracing::warn!("grace period over; stopping with requests in flight"),
+    }
+    // After draining: every answered request's record is queued; write them and a final
+    // checkpoint. Requests still in flight past the grace period are refused with 503.
+    if let Some(audit) = &shared.audit {
+        audit.flush_and_close().await;
     }
     Ok(())
 }
@@ -167,10 +182,15 @@ async fn reload(config_path: &Path, shared: &Arc<Shared>) {
     let path = config_path.to_owned();
     let engine = shared.engine.clone();
     let current_listen = shared.gateway.load().config.listen;
+    let current_audit = shared.audit.as_ref().map(|audit| audit.settings().clone());
     let built = tokio::task::spawn_blocking(move || -> anyhow::Result<Gateway> {
         let config = config::load(&path).map_err(|e| anyhow!("{e}"))?;
         if config.listen != current_listen {
             tracing::warn!("`server.listen` changed; the new address takes effect on restart");
+        }
+        if config.audit != current_audit {
+            // The log's chain and files belong to one writer for the process's life.
+            tracing::warn!("`[audit]` changed; the new settings take effect on restart");
         }
         Gateway::build(config, &engine).map_err(|problems| anyhow!("{}", problems.join("\n")))
     })
