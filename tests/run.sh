@@ -19,8 +19,11 @@ cargo fmt --all --check
 step "tests (host build also builds the guest policies)"
 cargo test --workspace --all-targets
 
-step "guest sdk tests (native)"
+step "guest sdk and policy unit tests (native)"
 (cd guest-policies && cargo test --workspace)
+
+step "end to end: the demo against a real FHIR server, every outcome checked"
+examples/demo/run.sh --check --debug
 
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,312 @@
+"""The Python side of the ehrgate demo.
+
+    demo.py seed     --fhir URL --out cast.json     synthetic patients and staff, straight into the EHR
+    demo.py config   --cast cast.json --template T --out gateway.toml --set k=v ...
+    demo.py traffic  --cast cast.json --gateway URL --key idp.key.pem [--check]
+
+`traffic` plays seven personas through the gateway with fhirclient (SMART on FHIR's Python
+client), prints what happened per persona, and with --check fails unless every action got
+the outcome written next to it: allowed actions must return the EHR's real data, refused ones
+the expected rule.
+"""
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+
+import jwt
+import requests
+from fhirclient import client as fhir_client
+from fhirclient.models.observation import Observation
+
+ISSUER = "https://idp.demo.hospital.test"
+AUDIENCE = "https://ehrgate.demo.hospital.test/fhir"
+
+FAMILIES = ["Nguyen", "Okafor", "Schmidt", "Haddad", "Kowalski", "Silva", "Tanaka",
+            "Moreau", "Ivanova", "Mensah", "Lindqvist", "Reyes"]
+
+
+def seed(args):
+    """Patients, their observations and conditions, coverage and claims, written to the EHR."""
+    session = requests.Session()
+    session.headers["content-type"] = "application/fhir+json"
+
+    def create(resource):
+        response = session.post(f"{args.fhir}/{resource['resourceType']}", data=json.dumps(resource))
+        response.raise_for_status()
+        return response.json()["id"]
+
+    payer = create({"resourceType": "Organization", "name": "Demo Health Plan"})
+    patients = []
+    for index, family in enumerate(FAMILIES):
+        patient = {"resourceType": "Patient", "name": [{"family": family, "given": [f"Demo{index}"]}],
+                   "gender": "female" if index % 2 else "male", "birthDate": f"19{50 + index}-03-0{1 + index % 9}"}
+        patient_id = create(patient)
+        patients.append(patient_id)
+        for code, value in [("8867-4", 70 + index), ("8310-5", 36.6), ("2339-0", 90 + index)]:
+            create({"resourceType": "Observation", "status": "final",
+                    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+                    "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                    "subject": {"reference": f"Patient/{patient_id}"},
+                    "valueQuantity": {"value": value}})
+        create({"resourceType": "Condition", "subject": {"reference": f"Patient/{patient_id}"},
+                "code": {"text": "Hypertension"}, "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}})
+        coverage = create({"resourceType": "Coverage", "status": "active",
+                           "beneficiary": {"reference": f"Patient/{patient_id}"},
+                           "payor": [{"reference": f"Organization/{payer}"}]})
+        create({"resourceType": "Claim", "status": "active", "use": "claim",
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "institutional"}]},
+                "patient": {"reference": f"Patient/{patient_id}"}, "created": "2026-11-01",
+                "provider": {"reference": f"Organization/{payer}"}, "priority": {"coding": [{"code": "normal"}]},
+                "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": f"Coverage/{coverage}"}}]})
+    cast = {
+        "patients": patients,
+        "launch_patient": patients[0],
+        "other_patient": patients[1],
+        "care_team": {"Practitioner/dr-baker": patients[2:5]},
+        "vip": [patients[11]],
+    }
+    with open(args.out, "w") as out:
+        json.dump(cast, out, indent=2)
+    print(f"seeded {len(patients)} patients with observations, conditions, coverage and claims")
+
+
+def config(args):
+    """Fills the gateway template's {placeholders} and writes the policies' JSON configs."""
+    values = dict(item.split("=", 1) for item in args.set)
+    with open(args.cast) as f:
+        cast = json.load(f)
+    # The anomaly module's care teams and VIP list come from the EHR's data (cast.json).
+    with open(values["policies"] + "/anomaly.json") as f:
+        anomaly = json.load(f)
+    anomaly["care_teams"] = {
+        "Practitioner/dr-baker": cast["care_team"]["Practitioner/dr-baker"],
+        "Practitioner/dr-adams": [cast["launch_patient"]],
+    }
+    anomaly["vip"]["patients"] = cast["vip"]
+    anomaly_path = values["work"] + "/anomaly.json"
+    with open(anomaly_path, "w") as out:
+        json.dump(anomaly, out, indent=2)
+    values["anomaly_config"] = anomaly_path
+    with open(args.template) as f:
+        text = f.read()
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    with open(args.out, "w") as out:
+        out.write(text)
+
+
+class Persona:
+    """One caller: a token, a fhirclient connection, and a log of outcomes."""
+
+    def __init__(self, name, gateway, key, claims, route="/fhir"):
+        self.name = name
+        now = int(time.time())
+        token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600, **claims},
+                           key, algorithm="RS256", headers={"kid": "demo-idp"})
+        self.client = fhir_client.FHIRClient(settings={"app_id": claims["client_id"], "api_base": gateway + route + "/"})
+        self.client.server.session.headers["Authorization"] = f"Bearer {token}"
+        self.outcomes = []
+        # Outcomes that must show up at least once (for actions whose exact turn depends on
+        # counters, such as the request where a trawl crosses the volume threshold).
+        self.must_see = []
+
+    def act(self, what, call, expect):
+        """Runs `call`; records `allow` or `<status> <rule>`; `expect` is the same shape."""
+        try:
+            result = call(self.client.server)
+            outcome = "allow"
+            detail = result
+        except requests.HTTPError as error:
+            outcome = refusal(error.response)
+            detail = None
+        except Exception as error:  # fhirclient wraps some statuses in its own exceptions
+            response = getattr(error, "response", None)
+            if response is None:
+                raise
+            outcome = refusal(response)
+            detail = None
+        self.outcomes.append((what, outcome, expect, detail))
+        return detail
+
+
+def refusal(response):
+    rule = "?"
+    try:
+        rule = response.json()["issue"][0]["details"]["coding"][0]["code"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        pass
+    return f"{response.status_code} {rule}"
+
+
+def read(path):
+    return lambda server: server.request_json(path)
+
+
+def search(resource, **params):
+    def run(server):
+        return resource.where(struct=params).perform_resources(server)
+    return run
+
+
+def post(path, body):
+    return lambda server: server.post_json(path, body).json()
+
+
+def kickoff(path):
+    """Bulk Data kick-off (FHIR Bulk Data IG): 202 Accepted with a status URL, no body."""
+    def run(server):
+        response = server.session.get(server.base_uri + path, headers={
+            "Accept": "application/fhir+json", "Prefer": "respond-async"})
+        server.raise_for_status(response)
+        return {"kickoff": response.status_code, "status-url": response.headers.get("content-location")}
+    return run
+
+
+def traffic(args):
+    with open(args.cast) as f:
+        cast = json.load(f)
+    with open(args.key) as f:
+        key = f.read()
+    me, other = cast["launch_patient"], cast["other_patient"]
+    team = cast["care_team"]["Practitioner/dr-baker"]
+    stranger = cast["patients"][8]
+    personas = []
+
+    def persona(name, claims, route="/fhir"):
+        p = Persona(name, args.gateway, key, claims, route)
+        personas.append(p)
+        return p
+
+    clinician = persona("clinician (patient launch)", {
+        "sub": "dr-adams", "client_id": "ward-app", "roles": ["physician"], "patient": me,
+        "fhirUser": "Practitioner/dr-adams",
+        "scope": "launch/patient openid fhirUser patient/Patient.r patient/Observation.rs patient/Condition.rs"})
+    clinician.act("read own patient", read(f"Patient/{me}"), "allow")
+    clinician.act("search own observations", search(Observation, patient=me), "allow")
+    clinician.act("search own conditions", read(f"Condition?patient={me}"), "allow")
+    clinician.act("read another patient", read(f"Patient/{other}"), "403 least-privilege.compartment")
+    clinician.act("search another patient's observations", search(Observation, patient=other), "403 least-privilege.compartment")
+    clinician.act("search observations of everyone", read("Observation"), "403 least-privilege.compartment")
+
+    carer = persona("clinician (care team)", {
+        "sub": "dr-baker", "client_id": "ward-app", "roles": ["physician"],
+        "fhirUser": "Practitioner/dr-baker", "scope": "openid fhirUser user/Patient.rs user/Observation.rs"})
+    for patient in team:
+        carer.act("read a care-team patient", read(f"Patient/{patient}"), "allow")
+    carer.act("delete a patient", lambda s: s.delete_json(f"Patient/{team[0]}"), "403 least-privilege.scope")
+
+    clerk = persona("billing clerk", {
+        "sub": "clerk-carter", "client_id": "billing-desk", "roles": ["billing-clerk"],
+        "scope": "openid user/Claim.rs user/Coverage.rs user/ExplanationOfBenefit.rs user/Patient.r"}, route="/billing")
+    clerk.act("search a patient's claims", read(f"Claim?patient={me}"), "allow")
+    clerk.act("search a patient's coverage", read(f"Coverage?beneficiary=Patient/{me}"), "allow")
+    clerk.act("read clinical observations", read(f"Observation?patient={me}"), "404 route.resource-type")
+
+    backend = persona("bulk-export backend", {
+        "sub": "analytics-export", "client_id": "analytics-export",
+        "scope": "system/Patient.rs system/Observation.rs"})
+    backend.act("export patients and observations", kickoff("$export?_type=Patient,Observation"), "allow")
+    backend.act("export conditions it was not granted", kickoff("$export?_type=Patient,Condition"), "403 least-privilege.export-type")
+
+    insider = persona("insider trawling charts", {
+        "sub": "nurse-ivan", "client_id": "ward-app", "roles": ["nurse"],
+        "fhirUser": "Practitioner/nurse-ivan", "scope": "openid fhirUser user/Patient.rs user/Observation.rs"})
+    for family in FAMILIES:
+        insider.act("name search", read(f"Patient?family={family}"), None)
+    for patient in cast["patients"]:
+        insider.act("open a chart", read(f"Patient/{patient}"), None)
+    insider.must_see = ["allow", "403 anomaly.deny"]
+
+    attacker = persona("compromised app", {
+        "sub": "dr-adams", "client_id": "rogue-app", "roles": ["physician"], "patient": me,
+        "scope": "launch/patient patient/Patient.rs patient/Observation.rs"})
+    attacker.act("_revinclude everything", read(f"Patient?_id={me}&_revinclude=*"), "403 least-privilege.include")
+    attacker.act("_include with :iterate", read(f"Observation?patient={me}&_include:iterate=Observation:subject"), "403 least-privilege.include")
+    attacker.act("chained search across patients", read("Observation?subject.family=Okafor"), "403 least-privilege.chain")
+    attacker.act("_has reverse chain", read("Patient?_has:Observation:subject:code=8867-4"), "403 least-privilege.chain")
+    attacker.act("type-level $everything", read("Patient/$everything"), "403 least-privilege.operation")
+    attacker.act("duplicate patient parameters", read(f"Observation?patient={me}&patient={other}"), "400 canonical.duplicate-governing-parameter")
+    attacker.act("path traversal to another chart", read(f"Patient/{me}/%2e%2e/{other}"), "400 canonical.dot-segment")
+    attacker.act("batch with another patient's chart", post("", {
+        "resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": f"Observation?patient={me}"}},
+            {"request": {"method": "GET", "url": f"Patient/{other}"}}]}), "403 least-privilege.compartment")
+
+    flood = persona("flooding client", {
+        "sub": "kiosk-7", "client_id": "lobby-kiosk", "roles": ["nurse"], "patient": me,
+        "scope": "launch/patient patient/Patient.r"})
+    for _ in range(40):
+        flood.act("read", read(f"Patient/{me}"), None)
+    flood.must_see = ["allow", "429 rate-limit.user"]
+
+    report(personas, check=args.check)
+
+
+def report(personas, check):
+    print()
+    print(f"{'persona':<30} {'requests':>8} {'allowed':>8} {'denied':>7}  by rule")
+    print("-" * 100)
+    failures = []
+    for p in personas:
+        counts = Counter("allow" if o == "allow" else "denied" for _, o, _, _ in p.outcomes)
+        rules = Counter(o.split(" ", 1)[1] for _, o, _, _ in p.outcomes if o != "allow")
+        by_rule = ", ".join(f"{rule} x{n}" for rule, n in rules.most_common())
+        print(f"{p.name:<30} {len(p.outcomes):>8} {counts['allow']:>8} {counts['denied']:>7}  {by_rule}")
+        for what, outcome, expect, detail in p.outcomes:
+            if expect is None:
+                continue
+            if outcome != expect:
+                failures.append(f"{p.name}: {what}: expected {expect}, got {outcome}")
+            elif outcome == "allow" and not real_data(detail):
+                failures.append(f"{p.name}: {what}: allowed but no FHIR data came back")
+        seen = {o for _, o, _, _ in p.outcomes}
+        for wanted in p.must_see:
+            if wanted not in seen:
+                failures.append(f"{p.name}: never saw `{wanted}`; saw {sorted(seen)}")
+    if check:
+        print()
+        if failures:
+            for failure in failures:
+                print("FAILED", failure)
+            print(f"{len(failures)} failed")
+            sys.exit(1)
+        total = sum(1 for p in personas for outcome in p.outcomes if outcome[2] is not None)
+        total += sum(len(p.must_see) for p in personas)
+        print(f"{total} passed, 0 failed")
+
+
+def real_data(detail):
+    if detail is None:
+        return False
+    if isinstance(detail, list):
+        return all(hasattr(r, "id") for r in detail)
+    if isinstance(detail, dict):
+        return "resourceType" in detail or detail.get("kickoff") == 202
+    return True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("seed")
+    p.add_argument("--fhir", required=True)
+    p.add_argument("--out", required=True)
+    p = commands.add_parser("config")
+    p.add_argument("--cast", required=True)
+    p.add_argument("--template", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--set", action="append", default=[])
+    p = commands.add_parser("traffic")
+    p.add_argument("--cast", required=True)
+    p.add_argument("--gateway", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    {"seed": seed, "config": config, "traffic": traffic}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
