@@ -195,7 +195,7 @@ pub fn is_valid_id(id: &str) -> bool {
 /// Organization, Location, Medication, ...) and for unknown types.
 ///
 /// The guest sdk keeps its own copy (`guest-policies/sdk/src/fhir.rs`, which guests cannot
-/// import from here); the two tables must stay identical.
+/// import from here); the two tables must stay identical, which a unit test below checks.
 pub fn patient_compartment_params(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
         "Account" => &["subject"],
@@ -290,6 +290,44 @@ pub fn is_billing_type(resource_type: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// The guest sdk's copy of these tables, which guests use to judge responses.
+    const GUEST_COPY: &str = include_str!("../../../guest-policies/sdk/src/fhir.rs");
+    const HOST_COPY: &str = include_str!("fhir.rs");
+
+    /// The text of the item that starts with `start` (up to its closing line at column 0),
+    /// without comments and whitespace.
+    fn item<'a>(source: &'a str, start: &str) -> String {
+        let Some(begin) = source.find(start) else {
+            return format!("<`{start}` missing>");
+        };
+        let rest = &source[begin..];
+        let end = [rest.find("\n}\n"), rest.find("\n];\n")]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(rest.len());
+        rest[..end]
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or("").trim())
+            .collect::<Vec<_>>()
+            .join("")
+    }
+
+    #[test]
+    fn the_guest_sdk_copy_of_the_fhir_tables_is_identical() {
+        for start in [
+            "pub const RESOURCE_TYPES: &[&str] = &[",
+            "pub fn patient_compartment_params(resource_type: &str)",
+            "pub fn is_billing_type(resource_type: &str)",
+        ] {
+            assert_eq!(
+                item(HOST_COPY, start),
+                item(GUEST_COPY, start),
+                "`{start}` differs between host/src/request/fhir.rs and guest-policies/sdk/src/fhir.rs"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
