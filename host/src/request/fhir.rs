@@ -296,7 +296,7 @@ mod tests {
 
     /// The text of the item that starts with `start` (up to its closing line at column 0),
     /// without comments and whitespace.
-    fn item<'a>(source: &'a str, start: &str) -> String {
+    fn item(source: &str, start: &str) -> String {
         let Some(begin) = source.find(start) else {
             return format!("<`{start}` missing>");
         };
