@@ -3,4 +3,5 @@
 pub mod audit;
 pub mod check;
 pub mod keygen;
+pub mod policy;
 pub mod serve;

@@ -25,6 +25,8 @@ enum Command {
     Keygen(commands::keygen::Args),
     /// Verify, query, report on and export the audit log.
     Audit(commands::audit::Args),
+    /// Tools for policy authors: run a module's fixture cases.
+    Policy(commands::policy::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check::run(args),
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Audit(args) => commands::audit::run(args),
+        Command::Policy(args) => commands::policy::run_command(args),
     };
     match result {
         Ok(code) => code,

@@ -16,6 +16,7 @@ mod audit;
 mod chain;
 mod gateway;
 mod least_privilege;
+mod policy_cli;
 mod protocols;
 mod rate_limit;
 mod sandbox;
