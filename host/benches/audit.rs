@@ -95,7 +95,8 @@ fn record(i: u64) -> AuditRecord {
 
 fn settings(dir: &Path, durability: Durability) -> AuditSettings {
     let key = keys::generate();
-    let written = keys::write_key_pair(&dir.join("keys"), &key, true).unwrap();
+    let written =
+        keys::write_key_pair(&dir.join("keys"), keys::AUDIT_KEY_NAME, &key, true).unwrap();
     let mut settings = AuditSettings::new(dir.join("log"), written.signing_key);
     settings.durability = durability;
     settings
@@ -154,7 +155,9 @@ fn record_log(records: u64, scratch: &Path) -> (PathBuf, PathBuf) {
     };
     let ready = root.join("ready");
     let dir = root.join("log");
-    let public_key = root.join("keys").join(keys::PUBLIC_KEY_FILE);
+    let public_key = root
+        .join("keys")
+        .join(format!("{}.pub", keys::AUDIT_KEY_NAME));
     if ready.exists() {
         return (dir, public_key);
     }

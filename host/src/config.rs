@@ -248,6 +248,12 @@ impl Checker<'_> {
             limits: file.limits,
             sandbox: SandboxSettings {
                 cache_dir: file.sandbox.cache_dir.as_ref().map(|d| self.resolve(d)),
+                trusted_signers: file
+                    .sandbox
+                    .trusted_signers
+                    .iter()
+                    .map(|p| self.resolve(p))
+                    .collect(),
                 ..file.sandbox
             },
             state: file.state,

@@ -19,6 +19,7 @@ pub mod fixture;
 mod invoke;
 pub mod load;
 pub mod sandbox;
+pub mod signature;
 mod store;
 pub mod verdict;
 
@@ -47,6 +48,7 @@ pub(crate) struct EngineShared {
     pub(crate) state: Arc<dyn StateBackend>,
     pub(crate) permits: sandbox::Permits,
     pub(crate) cache: Option<cache::ArtifactCache>,
+    pub(crate) trusted_signers: Vec<ed25519_dalek::VerifyingKey>,
     pub(crate) compiled: CompiledModules,
     _ticker: sandbox::EpochTicker,
 }
@@ -64,6 +66,12 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         bindings::Policy::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |data| data)
             .map_err(anyhow::Error::from)?;
+        let trusted_signers = settings
+            .trusted_signers
+            .iter()
+            .map(|path| crate::audit::keys::read_public_key(path))
+            .collect::<Result<Vec<_>, _>>()
+            .context("cannot read a `trusted_signers` key")?;
         let cache = match &settings.cache_dir {
             Some(dir) => Some(cache::ArtifactCache::open(dir)?),
             None => None,
@@ -78,6 +86,7 @@ impl PolicyEngine {
                 settings,
                 state,
                 cache,
+                trusted_signers,
                 compiled: CompiledModules::default(),
                 _ticker: ticker,
             }),

@@ -65,3 +65,101 @@ expect = "allow"
     );
     assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
 }
+
+/// Runs `ehrgate` with `args`; returns (success, stdout + stderr).
+fn ehrgate(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let output = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run ehrgate");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[test]
+fn unsigned_tampered_and_foreign_modules_are_refused_when_signatures_are_required() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    let os = |p: &std::path::Path| p.as_os_str().to_owned();
+    for (name, keys) in [("policy-signing", "trusted"), ("policy-signing", "other")] {
+        let out = path(keys);
+        let (ok, text) = ehrgate(&[
+            "keygen".as_ref(),
+            "--name".as_ref(),
+            name.as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ]);
+        assert!(ok, "{text}");
+    }
+    let module = path("chaos.wasm");
+    std::fs::copy(guest("chaos"), &module).expect("copy module");
+    std::fs::write(
+        path("gateway.toml"),
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[sandbox]
+require_signed_modules = true
+trusted_signers = ["trusted/policy-signing.pub"]
+
+[[upstreams]]
+name = "ehr"
+url = "http://127.0.0.1:9/fhir"
+
+[[routes]]
+name = "ehr"
+prefix = "/fhir"
+upstream = "ehr"
+
+[[routes.policies]]
+name = "chaos"
+module = "chaos.wasm"
+"#,
+    )
+    .expect("write config");
+    let check = || {
+        ehrgate(&[
+            "check".as_ref(),
+            "--config".as_ref(),
+            os(&path("gateway.toml")).as_os_str(),
+        ])
+    };
+    let sign = |key: &str| {
+        let key = path(key).join("policy-signing.key");
+        ehrgate(&[
+            "policy".as_ref(),
+            "sign".as_ref(),
+            module.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ])
+    };
+
+    let (ok, text) = check();
+    assert!(!ok && text.contains("is not signed"), "unsigned: {text}");
+
+    let (ok, text) = sign("other");
+    assert!(ok, "{text}");
+    let (ok, text) = check();
+    assert!(
+        !ok && text.contains("not among `trusted_signers`"),
+        "foreign key: {text}"
+    );
+
+    let (ok, text) = sign("trusted");
+    assert!(ok, "{text}");
+    let (ok, text) = check();
+    assert!(ok, "signed: {text}");
+
+    let mut bytes = std::fs::read(&module).expect("read module");
+    bytes.push(0);
+    std::fs::write(&module, bytes).expect("tamper");
+    let (ok, text) = check();
+    assert!(
+        !ok && text.contains("was changed after it was signed"),
+        "tampered: {text}"
+    );
+}

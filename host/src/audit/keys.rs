@@ -14,10 +14,8 @@ use ed25519_dalek::pkcs8::{
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-/// The private key's file name in the directory `ehrgate keygen` writes.
-pub const SIGNING_KEY_FILE: &str = "audit-signing.key";
-/// The public key's file name.
-pub const PUBLIC_KEY_FILE: &str = "audit-signing.pub";
+/// The default name of the key pair `ehrgate keygen` writes (`audit-signing.key`, `.pub`).
+pub const AUDIT_KEY_NAME: &str = "audit-signing";
 
 /// A key file that could not be read, parsed or written.
 #[derive(Debug, thiserror::Error)]
@@ -94,11 +92,17 @@ pub struct WrittenKeys {
     pub key_id: String,
 }
 
-/// Writes `key` to `dir` as `audit-signing.key` (mode 0600) and `audit-signing.pub`
-/// (mode 0644), creating `dir` if needed. Refuses to replace existing files unless `force`.
-pub fn write_key_pair(dir: &Path, key: &SigningKey, force: bool) -> Result<WrittenKeys, KeyError> {
-    let signing_key = dir.join(SIGNING_KEY_FILE);
-    let public_key = dir.join(PUBLIC_KEY_FILE);
+/// Writes `key` to `dir` as `<name>.key` (mode 0600) and `<name>.pub` (mode 0644), creating
+/// `dir` if needed (`name` is `audit-signing` for the audit log's key). Refuses to replace
+/// existing files unless `force`.
+pub fn write_key_pair(
+    dir: &Path,
+    name: &str,
+    key: &SigningKey,
+    force: bool,
+) -> Result<WrittenKeys, KeyError> {
+    let signing_key = dir.join(format!("{name}.key"));
+    let public_key = dir.join(format!("{name}.pub"));
     if !force {
         for path in [&signing_key, &public_key] {
             if path.exists() {

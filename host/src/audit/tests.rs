@@ -31,7 +31,7 @@ use super::{keys, time};
 /// A key pair in `dir`: the private key's path and the public key.
 pub(super) fn key_pair(dir: &Path) -> (PathBuf, VerifyingKey) {
     let key = keys::generate();
-    let written = keys::write_key_pair(dir, &key, false).unwrap();
+    let written = keys::write_key_pair(dir, keys::AUDIT_KEY_NAME, &key, false).unwrap();
     (written.signing_key, key.verifying_key())
 }
 

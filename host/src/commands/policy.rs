@@ -1,7 +1,10 @@
-//! `ehrgate policy test MODULE.wasm FIXTURES.toml`: runs a policy's fixture cases through
-//! the gateway's real request path (canonicalize, classify, build the canonical request)
-//! and the real engine, prints a pass/fail table with what differed, and exits non-zero when
-//! any case fails, for policy authors' CI.
+//! `ehrgate policy`: tools for policy authors.
+//!
+//! - `test MODULE.wasm FIXTURES.toml` runs fixture cases through the gateway's real request
+//!   path (canonicalize, classify, build the canonical request) and the real engine, prints a
+//!   pass/fail table with what differed, and exits non-zero when any case fails.
+//! - `sign MODULE.wasm --key KEY` writes the detached signature `MODULE.wasm.sig` that
+//!   `[sandbox] require_signed_modules` asks for.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +25,17 @@ pub struct Args {
 enum PolicyCommand {
     /// Run fixture cases against a compiled policy module.
     Test(TestArgs),
+    /// Sign a compiled module (writes `MODULE.sig`).
+    Sign(SignArgs),
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// The compiled component to sign.
+    module: PathBuf,
+    /// The private key (`ehrgate keygen --name policy-signing --out DIR`).
+    #[arg(long)]
+    key: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -42,7 +56,25 @@ struct TestArgs {
 pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         PolicyCommand::Test(args) => test(args),
+        PolicyCommand::Sign(args) => sign(args),
     }
+}
+
+fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
+    let key = ehrgate::audit::keys::read_signing_key(&args.key)?;
+    let bytes = std::fs::read(&args.module)
+        .map_err(|e| anyhow!("cannot read `{}`: {e}", args.module.display()))?;
+    let signature = ehrgate::engine::signature::sign(&bytes, &key);
+    let path = ehrgate::engine::signature::signature_path(&args.module);
+    std::fs::write(&path, serde_json::to_string_pretty(&signature)? + "\n")
+        .map_err(|e| anyhow!("cannot write `{}`: {e}", path.display()))?;
+    println!(
+        "signed {} (sha256 {})",
+        args.module.display(),
+        signature.sha256
+    );
+    println!("signature {} by key {}", path.display(), signature.key_id);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test(args: TestArgs) -> anyhow::Result<ExitCode> {

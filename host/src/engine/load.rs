@@ -11,6 +11,7 @@ use wasmtime::component::{Component, Linker};
 
 use super::bindings::{Capabilities, PolicyPre};
 use super::invoke::{self, CallContext, PolicyFault};
+use super::signature;
 use super::store::StoreData;
 use super::{ConfiguredPolicy, PolicyEngine};
 
@@ -52,6 +53,12 @@ pub enum LoadError {
          help: generate its bindings from `wit/policy.wit` (the sdk does this)"
     )]
     WorldMismatch { module: String, reason: String },
+    #[error("policy `{module}`: `{path}` {reason}")]
+    Signature {
+        module: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("policy `{module}` rejected its config: {reason}")]
     ConfigRejected { module: String, reason: String },
     #[error("policy `{module}` failed while checking its config: {fault}")]
@@ -89,6 +96,15 @@ impl PolicyEngine {
             path: spec.path.clone(),
             source,
         })?;
+        if self.shared.settings.require_signed_modules {
+            signature::verify_file(&spec.path, &bytes, &self.shared.trusted_signers).map_err(
+                |reason| LoadError::Signature {
+                    module: module.clone(),
+                    path: spec.path.clone(),
+                    reason,
+                },
+            )?;
+        }
         let compiled = self.compile(&module, &spec.path, &bytes)?;
         let name: Arc<str> = Arc::from(spec.name.as_str());
         let namespace: Arc<str> = Arc::from(format!("{name}/"));

@@ -40,6 +40,12 @@ pub struct SandboxSettings {
     /// Where precompiled modules are cached (created with mode 0700). None: compile on
     /// every start.
     pub cache_dir: Option<PathBuf>,
+    /// Load only modules with a valid detached signature (`<module>.sig`, made by
+    /// `ehrgate policy sign`) from one of `trusted_signers`.
+    pub require_signed_modules: bool,
+    /// Public keys (PEM, from `ehrgate keygen --name policy-signing`) whose module
+    /// signatures are accepted.
+    pub trusted_signers: Vec<PathBuf>,
 }
 
 impl Default for SandboxSettings {
@@ -53,6 +59,8 @@ impl Default for SandboxSettings {
             hostcall_bytes: 64 << 10,
             max_log_messages: 16,
             cache_dir: None,
+            require_signed_modules: false,
+            trusted_signers: Vec::new(),
         }
     }
 }
@@ -90,6 +98,12 @@ impl SandboxSettings {
                 "`hostcall_bytes` is {}; expected at least 1024",
                 self.hostcall_bytes
             ));
+        }
+        if self.require_signed_modules && self.trusted_signers.is_empty() {
+            problems.push(
+                "`require_signed_modules` is true but `trusted_signers` is empty: no module could load"
+                    .to_owned(),
+            );
         }
         problems
     }

@@ -18,7 +18,7 @@ MC4CAQAwBQYDK2VwBCIEILtUUGkOgZTN2HXj1Q9y/zQmCkJMVUb52lTcBf7SCg09
 fn a_key_pair_is_written_for_its_owner_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let key = keys::generate();
-    let written = keys::write_key_pair(dir.path(), &key, false).unwrap();
+    let written = keys::write_key_pair(dir.path(), keys::AUDIT_KEY_NAME, &key, false).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&written.signing_key), 0o600);
     assert_eq!(mode(&written.public_key), 0o644);
@@ -36,12 +36,14 @@ fn a_key_pair_is_written_for_its_owner_and_read_back() {
     assert_eq!(written.key_id, keys::key_id(&public));
     assert_eq!(written.key_id.len(), 16);
 
-    let again = keys::write_key_pair(dir.path(), &keys::generate(), false);
+    let again = keys::write_key_pair(dir.path(), keys::AUDIT_KEY_NAME, &keys::generate(), false);
     assert!(
         matches!(again, Err(KeyError::Exists { .. })),
         "no silent overwrite"
     );
-    assert!(keys::write_key_pair(dir.path(), &keys::generate(), true).is_ok());
+    assert!(
+        keys::write_key_pair(dir.path(), keys::AUDIT_KEY_NAME, &keys::generate(), true).is_ok()
+    );
 }
 
 #[test]
