@@ -163,3 +163,75 @@ module = "chaos.wasm"
         "tampered: {text}"
     );
 }
+
+#[test]
+fn a_new_policy_from_the_template_builds_passes_its_cases_and_inspects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crate_dir = dir.path().join("ward-only");
+    let (ok, text) = ehrgate(&[
+        "policy".as_ref(),
+        "new".as_ref(),
+        "ward-only".as_ref(),
+        "--dir".as_ref(),
+        crate_dir.as_os_str(),
+    ]);
+    assert!(ok, "{text}");
+    // Build it as an author would, sharing the guest build's target directory so the
+    // dependencies are not compiled again.
+    let target = std::path::Path::new(ehrgate::BUILT_GUESTS_DIR)
+        .ancestors()
+        .nth(2)
+        .expect("target dir")
+        .to_owned();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let build = Command::new(cargo)
+        .current_dir(&crate_dir)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("cargo build");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let module = target.join("wasm32-wasip2/release/ward_only.wasm");
+    let (ok, text) = ehrgate(&[
+        "policy".as_ref(),
+        "test".as_ref(),
+        module.as_os_str(),
+        crate_dir.join("cases.toml").as_os_str(),
+    ]);
+    assert!(ok && text.contains("3 passed, 0 failed"), "{text}");
+
+    let (ok, text) = ehrgate(&["policy".as_ref(), "inspect".as_ref(), module.as_os_str()]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("world    ehrgate:policy/policy@0.1.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("exports  init, evaluate, on-response"),
+        "{text}"
+    );
+    assert!(text.contains("signed   no"), "{text}");
+
+    // Refuses to overwrite.
+    let (ok, text) = ehrgate(&[
+        "policy".as_ref(),
+        "new".as_ref(),
+        "ward-only".as_ref(),
+        "--dir".as_ref(),
+        crate_dir.as_os_str(),
+    ]);
+    assert!(!ok && text.contains("already exists"), "{text}");
+}

@@ -5,6 +5,8 @@
 //!   pass/fail table with what differed, and exits non-zero when any case fails.
 //! - `sign MODULE.wasm --key KEY` writes the detached signature `MODULE.wasm.sig` that
 //!   `[sandbox] require_signed_modules` asks for.
+//! - `new NAME` creates a ready-to-build policy crate from `examples/policy-template/`.
+//! - `inspect MODULE.wasm` shows what a module targets and imports, its size and signature.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use anyhow::anyhow;
 use ehrgate::engine::fixture::{CaseResult, load_fixture_file, run};
 use ehrgate::engine::{PolicyEngine, SandboxSettings};
 use ehrgate::state::MemoryState;
+use sha2::Digest;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,6 +30,31 @@ enum PolicyCommand {
     Test(TestArgs),
     /// Sign a compiled module (writes `MODULE.sig`).
     Sign(SignArgs),
+    /// Create a policy crate from the template (a worked rule and its fixture cases).
+    New(NewArgs),
+    /// Show a module's world, imports, exports, size and signature.
+    Inspect(InspectArgs),
+}
+
+#[derive(clap::Args)]
+struct NewArgs {
+    /// The crate name, for example `ward-only` (lower case, digits and `-`).
+    name: String,
+    /// The directory to create the crate in (default: `./NAME`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The ehrgate sdk crate the policy builds against.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-policies/sdk"))]
+    sdk: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// The compiled component.
+    module: PathBuf,
+    /// Public keys to check the module's signature against.
+    #[arg(long)]
+    trusted: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -57,7 +85,141 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         PolicyCommand::Test(args) => test(args),
         PolicyCommand::Sign(args) => sign(args),
+        PolicyCommand::New(args) => new(args),
+        PolicyCommand::Inspect(args) => inspect(args),
     }
+}
+
+/// The template, embedded so the command works wherever the binary is installed.
+const TEMPLATE: [(&str, &str); 3] = [
+    (
+        "Cargo.toml",
+        include_str!("../../../examples/policy-template/Cargo.toml"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../../examples/policy-template/src/lib.rs"),
+    ),
+    (
+        "cases.toml",
+        include_str!("../../../examples/policy-template/cases.toml"),
+    ),
+];
+
+fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
+    let valid = !args.name.is_empty()
+        && args.name.len() <= 64
+        && args.name.starts_with(|c: char| c.is_ascii_lowercase())
+        && args
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        anyhow::bail!(
+            "`{}` is not a crate name this command makes\nhelp: use lower-case letters, digits and `-`, starting with a letter",
+            args.name
+        );
+    }
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    if dir.exists() {
+        anyhow::bail!(
+            "`{}` already exists\nhelp: choose another name or `--dir`",
+            dir.display()
+        );
+    }
+    let sdk = args.sdk.canonicalize().map_err(|e| {
+        anyhow!(
+            "cannot find the sdk at `{}` ({e})\nhelp: pass `--sdk PATH/guest-policies/sdk`",
+            args.sdk.display()
+        )
+    })?;
+    let crate_name = args.name.replace('-', "_");
+    for (file, text) in TEMPLATE {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let text = text
+            .replace("{name}", &args.name)
+            .replace("{crate_name}", &crate_name)
+            .replace("{sdk}", &sdk.display().to_string());
+        std::fs::write(&path, text)
+            .map_err(|e| anyhow!("cannot write `{}`: {e}", path.display()))?;
+    }
+    println!("created {}", dir.display());
+    println!(
+        "  cd {} && cargo build --release --target wasm32-wasip2",
+        dir.display()
+    );
+    println!("  ehrgate policy test target/wasm32-wasip2/release/{crate_name}.wasm cases.toml");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    use ehrgate::engine::signature;
+    let bytes = std::fs::read(&args.module)
+        .map_err(|e| anyhow!("cannot read `{}`: {e}", args.module.display()))?;
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::new(&engine, &bytes).map_err(|e| {
+        anyhow!(
+            "`{}` is not a WebAssembly component: {e}",
+            args.module.display()
+        )
+    })?;
+    let ty = component.component_type();
+    let imports: Vec<String> = ty
+        .imports(&engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(&engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let targets = imports
+        .iter()
+        .find_map(|i| {
+            i.strip_prefix("ehrgate:policy/")
+                .and_then(|rest| rest.split_once('@'))
+        })
+        .map_or(
+            "no ehrgate:policy import (an ehrgate policy imports its state or log)".to_owned(),
+            |(_, v)| format!("ehrgate:policy/policy@{v}"),
+        );
+    println!("module   {}", args.module.display());
+    println!("size     {} bytes", bytes.len());
+    println!("sha256   {}", hex::encode(sha2::Sha256::digest(&bytes)));
+    println!("world    {targets}");
+    println!("exports  {}", exports.join(", "));
+    println!("imports");
+    for import in &imports {
+        let note = if import.starts_with("wasi:") {
+            "  (linked to traps: the sandbox has no WASI)"
+        } else {
+            ""
+        };
+        println!("  {import}{note}");
+    }
+    let trusted = args
+        .trusted
+        .iter()
+        .map(|p| ehrgate::audit::keys::read_public_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sig_path = signature::signature_path(&args.module);
+    match std::fs::read_to_string(&sig_path) {
+        Err(_) => println!("signed   no ({} not found)", sig_path.display()),
+        Ok(text) => match serde_json::from_str::<signature::ModuleSignature>(&text) {
+            Err(e) => println!("signed   unreadable signature file: {e}"),
+            Ok(sig) if trusted.is_empty() => println!(
+                "signed   by key {} (not checked: pass --trusted)",
+                sig.key_id
+            ),
+            Ok(sig) => match signature::verify(&bytes, &sig, &trusted) {
+                Ok(key) => println!("signed   by key {key}, verified"),
+                Err(reason) => println!("signed   by key {}, but it {reason}", sig.key_id),
+            },
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
