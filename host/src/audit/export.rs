@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::reader::{LineKind, LogReader};
+use super::reader::{BadRecord, LineKind, LogReader};
 use super::record::{AuditDecision, AuditRecord};
 use super::time;
 
@@ -35,14 +35,8 @@ pub enum ExportFormat {
 pub enum ExportError {
     #[error("cannot read the log or write the export: {0}")]
     Io(#[from] io::Error),
-    #[error(
-        "{file}:{line}: not an audit record: {message}\n  help: run `ehrgate audit verify` on the directory"
-    )]
-    BadRecord {
-        file: String,
-        line: u64,
-        message: String,
-    },
+    #[error(transparent)]
+    BadRecord(#[from] BadRecord),
 }
 
 /// What an export wrote.
@@ -71,12 +65,7 @@ pub fn export(
         if line.kind != LineKind::Record {
             continue;
         }
-        let record: AuditRecord =
-            serde_json::from_slice(line.bytes).map_err(|e| ExportError::BadRecord {
-                file: line.file.name(),
-                line: line.number,
-                message: e.to_string(),
-            })?;
+        let record: AuditRecord = line.parse()?;
         stats.records += 1;
         for event in audit_events(&record) {
             match format {

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use super::files;
-use super::reader::{LineKind, LogReader};
+use super::reader::{BadRecord, LineKind, LogReader};
 use super::record::AuditDecision;
 use super::time;
 
@@ -201,14 +201,8 @@ impl Filter {
 pub enum QueryError {
     #[error("cannot read the log: {0}")]
     Io(#[from] io::Error),
-    #[error(
-        "{file}:{line}: not an audit record: {message}\n  help: run `ehrgate audit verify` on the directory"
-    )]
-    BadRecord {
-        file: String,
-        line: u64,
-        message: String,
-    },
+    #[error(transparent)]
+    BadRecord(#[from] BadRecord),
 }
 
 /// What a query went through.
@@ -251,12 +245,7 @@ pub fn run(
         if !filter.may_match(line.bytes) {
             continue;
         }
-        let view: RecordView<'_> =
-            serde_json::from_slice(line.bytes).map_err(|e| QueryError::BadRecord {
-                file: line.file.name(),
-                line: line.number,
-                message: e.to_string(),
-            })?;
+        let view: RecordView<'_> = line.parse()?;
         if !filter.matches(&view) {
             continue;
         }

@@ -28,6 +28,29 @@ pub struct Line<'a> {
     pub bytes: &'a [u8],
 }
 
+/// A line that should be an audit record and is not; `query`, `report` and `export` stop on
+/// it and send the auditor to `verify`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{file}:{line}: not an audit record: {message}\n  help: run `ehrgate audit verify` on the directory"
+)]
+pub struct BadRecord {
+    pub file: String,
+    pub line: u64,
+    pub message: String,
+}
+
+impl<'a> Line<'a> {
+    /// Parses the line as a record (owned, or borrowing from the line).
+    pub fn parse<T: serde::Deserialize<'a>>(&self) -> Result<T, BadRecord> {
+        serde_json::from_slice(self.bytes).map_err(|e| BadRecord {
+            file: self.file.name(),
+            line: self.number,
+            message: e.to_string(),
+        })
+    }
+}
+
 /// Reads the lines of a log's files in order.
 pub struct LogReader {
     files: Vec<LogFile>,

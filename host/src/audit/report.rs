@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::reader::{LineKind, LogReader};
+use super::reader::{BadRecord, LineKind, LogReader};
 use super::record::{AuditDecision, AuditRecord};
 
 pub mod html;
@@ -149,14 +149,8 @@ pub struct Report {
 pub enum ReportError {
     #[error("cannot read the log: {0}")]
     Io(#[from] io::Error),
-    #[error(
-        "{file}:{line}: not an audit record: {message}\n  help: run `ehrgate audit verify` on the directory"
-    )]
-    BadRecord {
-        file: String,
-        line: u64,
-        message: String,
-    },
+    #[error(transparent)]
+    BadRecord(#[from] BadRecord),
 }
 
 /// Reads the log in `dir` once and builds the report.
@@ -167,12 +161,7 @@ pub fn build(dir: &Path, options: &ReportOptions) -> Result<Report, ReportError>
         if line.kind != LineKind::Record {
             continue;
         }
-        let record: AuditRecord =
-            serde_json::from_slice(line.bytes).map_err(|e| ReportError::BadRecord {
-                file: line.file.name(),
-                line: line.number,
-                message: e.to_string(),
-            })?;
+        let record: AuditRecord = line.parse()?;
         builder.add(&record);
     }
     Ok(builder.finish(dir))
