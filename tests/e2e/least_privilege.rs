@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{engine, guest};
+use crate::support::{engine, guest, test_settings};
 use ehrgate::engine::PolicySpec;
-use ehrgate::engine::fixture::{FixtureFile, load_fixture_file, run};
+use ehrgate::engine::fixture::{FixtureFile, FixtureRunner, load_fixture_file};
 
 /// The issue asks for at least this many cases, so a table that loses cases fails loudly.
 const MIN_CASES: usize = 150;
@@ -20,7 +20,8 @@ fn repository_file(path: &str) -> PathBuf {
 
 /// Runs a fixture file and fails listing every case that decided otherwise.
 fn assert_all_pass(fixtures: &FixtureFile) {
-    let results = run(&engine(), &guest("least-privilege"), fixtures);
+    let runner = FixtureRunner::new(test_settings()).expect("engine starts");
+    let results = runner.run(&guest("least-privilege"), fixtures);
     let failures: Vec<String> = results
         .iter()
         .filter(|result| !result.passed)
@@ -51,10 +52,7 @@ fn the_conformance_table_passes() {
 #[test]
 fn the_readme_example_decides_as_documented() {
     let table = repository_file("tests/conformance/least-privilege-example.toml");
-    let mut fixtures = load_fixture_file(&table).unwrap_or_else(|e| panic!("{e}"));
-    let config =
-        std::fs::read_to_string(repository_file("examples/policies/least-privilege.json")).unwrap();
-    fixtures.config = serde_json::from_str(&config).unwrap();
+    let fixtures = load_fixture_file(&table).unwrap_or_else(|e| panic!("{e}"));
     assert_all_pass(&fixtures);
 }
 

@@ -1,15 +1,17 @@
-//! `ehrgate policy test`: the conformance table passes through the CLI, and a case whose
-//! expectation is wrong fails with the expected and actual outcomes and a non-zero exit.
+//! `ehrgate policy`: the shipped conformance tables pass through `policy test`; a case whose
+//! expectation is wrong, or whose state precondition the module never uses, fails with what
+//! differed and a non-zero exit; signatures are required when configured; a policy made by
+//! `policy new` builds, passes its cases and inspects.
 
 use std::process::Command;
 
 use crate::support::gateway::binary;
 use crate::support::guest;
 
-fn policy_test(fixtures: &std::path::Path) -> (bool, String) {
+fn policy_test(module: &str, fixtures: &std::path::Path) -> (bool, String) {
     let output = Command::new(binary())
         .args(["policy", "test"])
-        .arg(guest("least-privilege"))
+        .arg(guest(module))
         .arg(fixtures)
         .output()
         .expect("run ehrgate policy test");
@@ -19,13 +21,31 @@ fn policy_test(fixtures: &std::path::Path) -> (bool, String) {
     )
 }
 
+/// The shipped policies' conformance tables, the module each is for, and the fewest cases
+/// each must keep (so a table that loses cases fails loudly).
+const CONFORMANCE_TABLES: &[(&str, &str, usize)] = &[
+    ("least-privilege", "least-privilege.toml", 300),
+    ("least-privilege", "least-privilege-example.toml", 10),
+    ("rate-limit", "rate-limit.toml", 30),
+];
+
 #[test]
-fn the_conformance_table_passes_through_the_cli() {
-    let table = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/conformance/least-privilege.toml");
-    let (success, stdout) = policy_test(&table);
-    assert!(success, "{stdout}");
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+fn the_shipped_conformance_tables_pass_through_the_cli() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance");
+    for (module, table, fewest) in CONFORMANCE_TABLES {
+        let (success, stdout) = policy_test(module, &dir.join(table));
+        assert!(success, "{table}:\n{stdout}");
+        let passed: usize = stdout
+            .lines()
+            .last()
+            .and_then(|line| line.strip_suffix(" passed, 0 failed"))
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| panic!("{table}: no summary line:\n{stdout}"));
+        assert!(
+            passed >= *fewest,
+            "{table}: {passed} cases passed; expected at least {fewest}"
+        );
+    }
 }
 
 #[test]
@@ -53,7 +73,7 @@ expect = "allow"
 "#,
     )
     .expect("write fixtures");
-    let (success, stdout) = policy_test(&fixtures);
+    let (success, stdout) = policy_test("least-privilege", &fixtures);
     assert!(!success, "{stdout}");
     assert!(
         stdout.contains("FAIL   a deliberately wrong expectation"),
@@ -64,6 +84,53 @@ expect = "allow"
         "{stdout}"
     );
     assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn unused_preconditions_and_wrong_headers_fail_with_what_the_module_did() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixtures = dir.path().join("cases.toml");
+    std::fs::write(
+        &fixtures,
+        r#"
+[config]
+defaults = { user = { capacity = 10, refill = 10 } }
+
+[[case]]
+name = "a precondition whose key has a typo"
+request = "GET /Patient/p1"
+state = [{ bucket = "user:default:user-1", remaining = 0 }]
+expect = { status = 429, rule = "rate-limit.user" }
+
+[[case]]
+name = "a wrong header value"
+request = "GET /Patient/p1"
+expect = "allow"
+headers = { ratelimit-remaining = "10" }
+
+[[case]]
+name = "the right key empties the bucket"
+request = "GET /Patient/p1"
+state = [{ bucket = "user:default:https://idp.fixture.example:user-1", remaining = 0 }]
+expect = { status = 429, rule = "rate-limit.user" }
+"#,
+    )
+    .expect("write fixtures");
+    let (success, stdout) = policy_test("rate-limit", &fixtures);
+    assert!(!success, "{stdout}");
+    assert!(
+        stdout.contains(
+            "precondition bucket `user:default:user-1` with 0 tokens left was never used by the \
+             module; it used bucket `user:default:https://idp.fixture.example:user-1`"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("header ratelimit-remaining: expected `10`, got `9`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("allow (and 1 difference)"), "{stdout}");
+    assert!(stdout.contains("1 passed, 2 failed"), "{stdout}");
 }
 
 /// Runs `ehrgate` with `args`; returns (success, stdout + stderr).

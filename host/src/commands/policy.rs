@@ -10,12 +10,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::anyhow;
-use ehrgate::engine::fixture::{CaseResult, load_fixture_file, run};
-use ehrgate::engine::{PolicyEngine, SandboxSettings};
-use ehrgate::state::MemoryState;
+use ehrgate::engine::SandboxSettings;
+use ehrgate::engine::fixture::{CaseResult, FixtureRunner, load_fixture_file};
 use sha2::Digest;
 
 #[derive(clap::Args)]
@@ -245,8 +243,8 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         deadline_ms: args.deadline_ms,
         ..SandboxSettings::default()
     };
-    let engine = PolicyEngine::new(settings, Arc::new(MemoryState::default()))?;
-    let results = run(&engine, &args.module, &fixtures);
+    let runner = FixtureRunner::new(settings)?;
+    let results = runner.run(&args.module, &fixtures);
     print_table(&results, args.failures_only);
     let failed: Vec<&CaseResult> = results.iter().filter(|r| !r.passed).collect();
     for result in &failed {
