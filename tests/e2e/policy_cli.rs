@@ -131,6 +131,23 @@ expect = { status = 429, rule = "rate-limit.user" }
     );
     assert!(stdout.contains("allow (and 1 difference)"), "{stdout}");
     assert!(stdout.contains("1 passed, 2 failed"), "{stdout}");
+
+    // The same run for machines: one JSON object per case, the same exit status.
+    let output = Command::new(binary())
+        .args(["policy", "test", "--json"])
+        .arg(guest("rate-limit"))
+        .arg(&fixtures)
+        .output()
+        .expect("run ehrgate policy test --json");
+    assert!(!output.status.success());
+    let cases: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let passed: Vec<bool> = cases.iter().map(|c| c["passed"] == true).collect();
+    assert_eq!(passed, [false, false, true]);
+    assert_eq!(cases[0]["expected"], "429 rate-limit.user");
+    assert_eq!(cases[1]["actual"], "allow (and 1 difference)");
 }
 
 /// Runs `ehrgate` with `args`; returns (success, stdout + stderr).

@@ -77,6 +77,10 @@ struct TestArgs {
     /// Print only failing cases.
     #[arg(long)]
     failures_only: bool,
+    /// Print one JSON object per case (name, passed, expected, actual, detail) instead of
+    /// the table.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
@@ -245,16 +249,22 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     };
     let runner = FixtureRunner::new(settings)?;
     let results = runner.run(&args.module, &fixtures);
-    print_table(&results, args.failures_only);
     let failed: Vec<&CaseResult> = results.iter().filter(|r| !r.passed).collect();
-    for result in &failed {
-        println!("\nFAILED {}\n{}", result.name, result.detail);
+    if args.json {
+        for result in results.iter().filter(|r| !args.failures_only || !r.passed) {
+            println!("{}", serde_json::to_string(result)?);
+        }
+    } else {
+        print_table(&results, args.failures_only);
+        for result in &failed {
+            println!("\nFAILED {}\n{}", result.name, result.detail);
+        }
+        println!(
+            "\n{} passed, {} failed",
+            results.len() - failed.len(),
+            failed.len()
+        );
     }
-    println!(
-        "\n{} passed, {} failed",
-        results.len() - failed.len(),
-        failed.len()
-    );
     Ok(if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -81,7 +81,7 @@ pub struct FixtureRunner {
 }
 
 /// The outcome of one case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CaseResult {
     pub name: String,
     pub passed: bool,
