@@ -27,15 +27,18 @@
 //! response = { status = 200, body = '{"resourceType": "Bundle", ...}' }
 //! expect = "allow"                           # or { status = 403, rule = "x.y" }
 //! findings = [{ rule = "least-privilege.break-glass", severity = "high" }]
+//! no_other_findings = true                   # findings not listed above fail the case
 //! headers = { retry-after = "6" }            # response headers the decision must set
 //! min_risk = 60                              # the decision's risk score is at least this
+//! max_risk = 80                              #   and at most this
 //!
 //! # Shared state the module finds the first time it uses a key (keys as the module
 //! # writes them): an empty bucket, a window that has seen members, a counter's total.
 //! state = [
 //!   { bucket = "global", remaining = 0 },
 //!   { distinct = "volume:dr-a", count = 50, ago = "10m" },   # or members = ["p1", "p2"]
-//!   { counter = "btg:dr-a", amount = 3, ago = "1h" },
+//!   { counter = "btg:dr-a", amount = 3, ago = "1h" },      # `ago` counts back from the case
+//!   { bucket = "user:x", remaining = 0, optional = true },  # may go unused (an exemption)
 //! ]
 //! # Earlier requests the module sees first, with the same state: the case's own request
 //! # and caller with these keys on top; `{n}` counts 1, 2, 3... (in the request, body,
@@ -48,7 +51,8 @@
 //! A request the gateway itself refuses before any policy runs (a duplicate `patient`
 //! parameter, a malformed Bundle) is expected as that refusal:
 //! `expect = { status = 400, rule = "canonical.duplicate-governing-parameter" }`. A
-//! precondition the module never reaches fails its case, naming the keys the module used.
+//! precondition the module never reaches fails its case, naming the keys the module used,
+//! unless it is `optional`.
 
 mod file;
 mod gateway_path;
@@ -60,13 +64,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use file::{
-    Call, FixtureCase, FixtureFile, FixtureResponse, Precondition, Prior, load_fixture_file,
+    Call, FixtureCase, FixtureFile, FixtureResponse, Precondition, PresetState, Prior,
+    load_fixture_file,
 };
 
 use self::file::{split_request_line, to_json_object};
 use self::gateway_path::{canonical_request, policy_request};
 use self::outcome::{
     Outcome, header_differences, missing_findings, response_headers, severity_name,
+    unexpected_findings,
 };
 use self::state::CaseState;
 use super::{
@@ -97,6 +103,17 @@ struct Evaluated {
     outcome: Outcome,
     message: String,
     decisions: Vec<ModuleDecision>,
+}
+
+impl Evaluated {
+    /// The decision's risk score: the highest any module gave.
+    fn risk(&self) -> u8 {
+        self.decisions
+            .iter()
+            .map(|d| d.risk_score)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// What a case's earlier requests came to.
@@ -190,6 +207,9 @@ impl FixtureRunner {
                 if !evaluated.message.is_empty() {
                     detail.push_str(&format!("  message:  {}\n", evaluated.message));
                 }
+                if evaluated.risk() > 0 {
+                    detail.push_str(&format!("  risk:     {}\n", evaluated.risk()));
+                }
                 for finding in evaluated.decisions.iter().flat_map(|d| &d.findings) {
                     detail.push_str(&format!(
                         "  finding:  {} ({}): {}\n",
@@ -227,7 +247,8 @@ impl FixtureRunner {
         case: &FixtureCase,
         policy: &ConfiguredPolicy,
     ) -> Result<(Evaluated, PriorTally, Vec<String>), String> {
-        self.state.begin(&format!("{}/", policy.name), &case.state);
+        self.state
+            .begin(&format!("{}/", policy.name), case.time_ms, &case.state);
         let mut tally = PriorTally::default();
         for (which, prior) in case.before.iter().enumerate() {
             for n in 1..=prior.repeat {
@@ -260,16 +281,19 @@ fn differences(case: &FixtureCase, evaluated: &Evaluated, unused: Vec<String>) -
         &case.headers,
         &response_headers(&evaluated.decisions),
     ));
-    if let Some(minimum) = case.min_risk {
-        let risk = evaluated
-            .decisions
-            .iter()
-            .map(|d| d.risk_score)
-            .max()
-            .unwrap_or(0);
-        if risk < minimum {
-            problems.push(format!("risk: expected at least {minimum}, got {risk}"));
-        }
+    if case.no_other_findings {
+        problems.extend(
+            unexpected_findings(&case.findings, &evaluated.decisions)
+                .into_iter()
+                .map(|finding| format!("finding {finding} was not expected")),
+        );
+    }
+    let risk = evaluated.risk();
+    if let Some(minimum) = case.min_risk.filter(|minimum| risk < *minimum) {
+        problems.push(format!("risk: expected at least {minimum}, got {risk}"));
+    }
+    if let Some(maximum) = case.max_risk.filter(|maximum| risk > *maximum) {
+        problems.push(format!("risk: expected at most {maximum}, got {risk}"));
     }
     problems.extend(unused);
     problems
