@@ -186,11 +186,26 @@ pub const RESOURCE_TYPES: &[&str] = &[
 ];
 
 /// Whether `name` is an R4 resource type, spelled exactly (type names are case-sensitive).
+///
+/// ```
+/// use ehrgate_sdk::fhir::is_resource_type;
+///
+/// assert!(is_resource_type("Observation"));
+/// assert!(!is_resource_type("observation"));
+/// assert!(!is_resource_type("DomainResource")); // abstract, never in a path
+/// ```
 pub fn is_resource_type(name: &str) -> bool {
     RESOURCE_TYPES.binary_search(&name).is_ok()
 }
 
 /// The FHIR `id` rule (R4 datatypes.html#id): 1 to 64 characters of `[A-Za-z0-9\-\.]`.
+///
+/// ```
+/// use ehrgate_sdk::fhir::is_valid_id;
+///
+/// assert!(is_valid_id("123") && is_valid_id("pat-7.b"));
+/// assert!(!is_valid_id("") && !is_valid_id("123/_history") && !is_valid_id("a_b"));
+/// ```
 pub fn is_valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
@@ -207,6 +222,14 @@ pub fn is_valid_id(id: &str) -> bool {
 ///
 /// This must stay identical to `patient_compartment_params` in the host's
 /// `host/src/request/fhir.rs`, which decides what lands in `request.patients`.
+///
+/// ```
+/// use ehrgate_sdk::fhir::patient_compartment_params;
+///
+/// // `Observation?subject=Patient/123` and `?performer=Patient/123` both reach patient 123.
+/// assert_eq!(patient_compartment_params("Observation"), ["subject", "performer"]);
+/// assert!(patient_compartment_params("Practitioner").is_empty());
+/// ```
 pub fn patient_compartment_params(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
         "Account" => &["subject"],
@@ -282,6 +305,13 @@ pub fn patient_compartment_params(resource_type: &str) -> &'static [&'static str
 /// Whether resources of `resource_type` can belong to a patient compartment (Patient itself
 /// included). Types outside it (Practitioner, Organization, Location, Medication, ...) are
 /// shared data that a patient-bound grant reaches only by naming the type.
+///
+/// ```
+/// use ehrgate_sdk::fhir::is_compartment_type;
+///
+/// assert!(is_compartment_type("Observation") && is_compartment_type("Patient"));
+/// assert!(!is_compartment_type("Medication") && !is_compartment_type("Location"));
+/// ```
 pub fn is_compartment_type(resource_type: &str) -> bool {
     !patient_compartment_params(resource_type).is_empty()
 }
@@ -291,6 +321,14 @@ pub fn is_compartment_type(resource_type: &str) -> bool {
 /// FHIRPath expressions of those R4 search parameters (searchparameter-registry), with the
 /// `.where(resolve() is Patient)` filters dropped because only `Patient/...` references
 /// count anyway. Patient itself is special: see [`resource_patients`].
+///
+/// ```
+/// use ehrgate_sdk::fhir::patient_reference_paths;
+///
+/// // A procedure names its patient as `subject` and maybe as a performer's `actor`.
+/// assert_eq!(patient_reference_paths("Procedure"), ["subject", "performer.actor"]);
+/// assert!(patient_reference_paths("Organization").is_empty());
+/// ```
 pub fn patient_reference_paths(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
         "Account" => &["subject"],
@@ -365,6 +403,13 @@ pub fn patient_reference_paths(resource_type: &str) -> &'static [&'static str] {
 
 /// Billing and payer resource types (R4 financial module). Same list as the host's
 /// `is_billing_type`.
+///
+/// ```
+/// use ehrgate_sdk::fhir::is_billing_type;
+///
+/// assert!(is_billing_type("Claim") && is_billing_type("ExplanationOfBenefit"));
+/// assert!(!is_billing_type("Observation"));
+/// ```
 pub fn is_billing_type(resource_type: &str) -> bool {
     matches!(
         resource_type,
@@ -382,9 +427,47 @@ pub fn is_billing_type(resource_type: &str) -> bool {
     )
 }
 
+/// A relative literal reference (R4 references.html#literal) split into resource type and
+/// id: `Observation/obs-1` or `Observation/obs-1/_history/2` (the version is dropped). The
+/// type must be an R4 resource type and the ids must follow the `id` rule. Absolute URLs,
+/// contained references (`#x`), `urn:` references and anything else give `None`: where
+/// they point is not knowable from the string alone (an absolute URL may name another
+/// server). See [`patient_id_of_reference`] for the patient case, which also reads absolute
+/// `http(s)` URLs.
+///
+/// ```
+/// use ehrgate_sdk::fhir::parse_reference;
+///
+/// assert_eq!(parse_reference("Practitioner/dr-adams"), Some(("Practitioner", "dr-adams")));
+/// assert_eq!(parse_reference("Observation/hb-1/_history/3"), Some(("Observation", "hb-1")));
+/// assert_eq!(parse_reference("https://ehr.example/fhir/Patient/123"), None);
+/// assert_eq!(parse_reference("#contained-med"), None);
+/// assert_eq!(parse_reference("Patient/123 "), None); // not a valid id
+/// ```
+pub fn parse_reference(reference: &str) -> Option<(&str, &str)> {
+    let mut parts = reference.split('/');
+    let resource_type = parts.next().filter(|name| is_resource_type(name))?;
+    let id = parts.next().filter(|id| is_valid_id(id))?;
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => Some((resource_type, id)),
+        (Some("_history"), Some(version), None) if is_valid_id(version) => {
+            Some((resource_type, id))
+        }
+        _ => None,
+    }
+}
+
 /// The patient id of a reference string: `Patient/123`, `Patient/123/_history/2`, or an
 /// absolute `http(s)` URL ending in one of these. Contained (`#x`), logical and other-type
 /// references name no patient.
+///
+/// ```
+/// use ehrgate_sdk::fhir::patient_id_of_reference;
+///
+/// assert_eq!(patient_id_of_reference("Patient/123"), Some("123"));
+/// assert_eq!(patient_id_of_reference("https://ehr.example/fhir/Patient/123"), Some("123"));
+/// assert_eq!(patient_id_of_reference("Group/cardiology-ward"), None);
+/// ```
 pub fn patient_id_of_reference(reference: &str) -> Option<&str> {
     let relative = match reference.split_once("://") {
         Some((scheme, rest))
@@ -395,11 +478,8 @@ pub fn patient_id_of_reference(reference: &str) -> Option<&str> {
         Some(_) => return None,
         None => reference,
     };
-    let mut parts = relative.strip_prefix("Patient/")?.split('/');
-    let id = parts.next().filter(|id| is_valid_id(id))?;
-    match (parts.next(), parts.next(), parts.next()) {
-        (None, _, _) => Some(id),
-        (Some("_history"), Some(version), None) if is_valid_id(version) => Some(id),
+    match parse_reference(relative)? {
+        ("Patient", id) => Some(id),
         _ => None,
     }
 }
@@ -407,6 +487,17 @@ pub fn patient_id_of_reference(reference: &str) -> Option<&str> {
 /// Every patient id a resource's compartment elements reference (see
 /// [`patient_reference_paths`]), in document order, with repeats. For a Patient, its own
 /// `id` comes first, then its `link.other` references.
+///
+/// ```
+/// use ehrgate_sdk::fhir::resource_patients;
+///
+/// let observation = serde_json::json!({
+///     "resourceType": "Observation",
+///     "subject": {"reference": "Patient/123"},
+///     "performer": [{"reference": "Practitioner/dr-adams"}, {"reference": "Patient/123"}]
+/// });
+/// assert_eq!(resource_patients("Observation", &observation), ["123", "123"]);
+/// ```
 pub fn resource_patients<'a, J: JsonTree>(resource_type: &str, resource: &'a J) -> Vec<&'a str> {
     let mut patients = Vec::new();
     if resource_type == "Patient"
@@ -423,6 +514,18 @@ pub fn resource_patients<'a, J: JsonTree>(resource_type: &str, resource: &'a J) 
 /// Whether a resource belongs to patient `patient_id`'s compartment (R4
 /// compartmentdefinition-patient.html: one compartment parameter referencing the patient
 /// suffices). Always false for types outside the compartment.
+///
+/// ```
+/// use ehrgate_sdk::fhir::in_patient_compartment;
+///
+/// let allergy = serde_json::json!({
+///     "resourceType": "AllergyIntolerance",
+///     "patient": {"reference": "Patient/123"},
+///     "recorder": {"reference": "Practitioner/dr-adams"}
+/// });
+/// assert!(in_patient_compartment("AllergyIntolerance", &allergy, "123"));
+/// assert!(!in_patient_compartment("AllergyIntolerance", &allergy, "456"));
+/// ```
 pub fn in_patient_compartment<J: JsonTree>(
     resource_type: &str,
     resource: &J,
@@ -572,6 +675,41 @@ mod tests {
         for (reference, expected) in cases {
             assert_eq!(patient_id_of_reference(reference), *expected, "{reference}");
         }
+    }
+
+    #[test]
+    fn relative_references() {
+        let cases: &[(&str, Option<(&str, &str)>)] = &[
+            ("Patient/123", Some(("Patient", "123"))),
+            ("Observation/a.b-1", Some(("Observation", "a.b-1"))),
+            ("Observation/1/_history/2", Some(("Observation", "1"))),
+            ("Observation/1/_history/", None),
+            ("Observation/1/_history", None),
+            ("Observation/1/_history/2/x", None),
+            ("Observation/1/history/2", None),
+            ("Observation/1/", None),
+            ("Observation/", None),
+            ("Observation", None),
+            ("observation/1", None),
+            ("Foo/1", None),
+            ("/Patient/1", None),
+            ("Patient/1?x=y", None),
+            ("https://ehr.example/fhir/Patient/1", None),
+            ("#med-1", None),
+            ("urn:uuid:6e7b0c5a-0000-4000-8000-000000000000", None),
+            ("", None),
+        ];
+        for (reference, expected) in cases {
+            assert_eq!(parse_reference(reference), *expected, "{reference}");
+        }
+        // The `id` rule caps ids at 64 characters.
+        let longest = "7".repeat(64);
+        let reference = format!("Patient/{longest}");
+        assert_eq!(
+            parse_reference(&reference),
+            Some(("Patient", longest.as_str()))
+        );
+        assert_eq!(parse_reference(&format!("{reference}7")), None);
     }
 
     #[test]

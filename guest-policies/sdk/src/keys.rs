@@ -16,6 +16,18 @@ const KEPT_PREFIX_BYTES: usize = MAX_KEY_BYTES - 1 - 16;
 /// (request data, such as a subject) with `:`, shortened with a hash when it would be over
 /// [`MAX_KEY_BYTES`]. Only the last part is free text, so keys cannot be confused with each
 /// other as long as `kind` contains no request data.
+///
+/// ```
+/// use ehrgate_sdk::keys::{MAX_KEY_BYTES, state_key};
+///
+/// assert_eq!(state_key("patients-per-hour", "dr-adams"), "patients-per-hour:dr-adams");
+///
+/// // A subject from a federated issuer can be long; the key still fits and stays distinct.
+/// let long_subject = format!("https://idp.hospital.example/{}", "x".repeat(300));
+/// let key = state_key("patients-per-hour", &long_subject);
+/// assert!(key.len() <= MAX_KEY_BYTES);
+/// assert_ne!(key, state_key("patients-per-hour", &format!("{long_subject}y")));
+/// ```
 pub fn state_key(kind: &str, id: &str) -> String {
     let mut key = String::with_capacity(kind.len() + 1 + id.len());
     key.push_str(kind);
@@ -25,6 +37,13 @@ pub fn state_key(kind: &str, id: &str) -> String {
 }
 
 /// `member` as it may be passed to `distinct-add`, shortened like [`state_key`].
+///
+/// ```
+/// use ehrgate_sdk::keys::{MAX_KEY_BYTES, state_member};
+///
+/// assert_eq!(state_member("123"), "123");
+/// assert!(state_member(&"9".repeat(400)).len() <= MAX_KEY_BYTES);
+/// ```
 pub fn state_member(member: &str) -> String {
     bounded(member.to_owned())
 }

@@ -2,6 +2,18 @@
 //! [`Policy`] trait with typed configuration, decision builders, request accessors and the
 //! host's bounded-state imports.
 //!
+//! What is where:
+//!
+//! - [`Decision`] builders (`Decision::deny(..).with_finding(..)`) and accessors on
+//!   [`Request`], [`Principal`] and [`Interaction`] (parameters with FHIR's `,` alternatives
+//!   and `:modifier`s, headers, roles, search/read/write, the SMART permission needed);
+//! - [`scope`]: SMART scopes parsed into what they grant, never more;
+//! - [`fhir`]: resource types, ids, references and the patient compartment;
+//! - [`search`]: FHIR search syntax (escapes, separators, modifiers);
+//! - [`config`]: the typed config with errors that name the offending field;
+//! - [`state`], [`keys`] and [`time`]: shared counters and buckets, their keys, the clock;
+//! - [`testing`]: requests and principals for native unit tests of a policy's rules.
+//!
 //! A complete policy:
 //!
 //! ```no_run
@@ -38,12 +50,15 @@
 // works from policy crates; this makes the same path work inside the sdk itself.
 extern crate self as ehrgate_sdk;
 
+pub mod config;
 mod decision;
 pub mod fhir;
 pub mod keys;
 mod request;
 pub mod scope;
+pub mod search;
 pub mod state;
+pub mod testing;
 pub mod time;
 
 /// The raw bindings generated from `wit/policy.wit`. Most authors need only the re-exports
@@ -73,7 +88,8 @@ pub use scope::{Permission, Permissions, ResourceScope, ScopeContext, ScopeError
 /// no state of its own between requests: use [`state`] for counters and buckets.
 pub trait Policy {
     /// The module's configuration, deserialized from the JSON the operator wrote in the
-    /// gateway config. Use `#[serde(deny_unknown_fields)]` so typos are load errors.
+    /// gateway config. Use `#[serde(deny_unknown_fields)]` so typos are load errors; test
+    /// what operators will write with [`config::parse`], which `init` uses.
     type Config: serde::de::DeserializeOwned + Send + Sync + 'static;
 
     /// Checks the configuration beyond what deserialization checks (ranges, consistency).
@@ -98,15 +114,38 @@ pub trait Policy {
     }
 }
 
-/// Writes `message` to the gateway's log, tagged with this module's name.
+/// Writes `message` to the gateway's log, tagged with this module's name. The host keeps at
+/// most 16 messages of at most 1024 bytes per call; never log protected data.
+///
+/// This calls the host, so it works only inside the gateway, not in a native test.
+///
+/// ```no_run
+/// use ehrgate_sdk::{Level, log};
+///
+/// log(Level::Warn, "scope `patient/Observation.dus` rejected: permissions out of order");
+/// ```
 pub fn log(level: Level, message: &str) {
     bindings::ehrgate::policy::log::log(level, message);
 }
 
-/// Exports a [`Policy`] implementation as the module's `policy` world.
+/// Exports a [`Policy`] implementation as the module's `policy` world. Use it once per
+/// module crate (a `cdylib` built for `wasm32-wasip2`). The exported `init` reads the config
+/// with [`config::parse`], then runs [`Policy::validate`].
 ///
-/// ```ignore
-/// ehrgate_sdk::export_policy!(MyPolicy);
+/// ```no_run
+/// use ehrgate_sdk::{Decision, Policy, Request};
+///
+/// struct AllowAll;
+///
+/// impl Policy for AllowAll {
+///     type Config = serde_json::Value;
+///
+///     fn evaluate(_config: &serde_json::Value, _request: &Request) -> Decision {
+///         Decision::allow()
+///     }
+/// }
+///
+/// ehrgate_sdk::export_policy!(AllowAll);
 /// ```
 #[macro_export]
 macro_rules! export_policy {
@@ -165,13 +204,7 @@ pub mod __private {
         std::panic::set_hook(Box::new(|info| {
             crate::log(Level::Error, &format!("panic: {info}"));
         }));
-        let raw_config = if raw_config.trim().is_empty() {
-            "{}"
-        } else {
-            raw_config
-        };
-        let config: P::Config =
-            serde_json::from_str(raw_config).map_err(|e| format!("invalid config: {e}"))?;
+        let config: P::Config = crate::config::parse(raw_config)?;
         P::validate(&config)?;
         let capabilities = P::capabilities(&config);
         // A fresh instance gets exactly one init; a second one keeps the first config.

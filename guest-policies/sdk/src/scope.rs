@@ -57,7 +57,7 @@ impl ScopeContext {
 /// One SMART v2 permission letter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Permission {
-    /// `c`: create (POST [type]).
+    /// `c`: create (`POST [type]`).
     Create,
     /// `r`: read, vread, instance history.
     Read,
@@ -113,6 +113,15 @@ impl Permissions {
     /// Parses v2 letters: a non-empty subset of `cruds`, each letter at most once and in
     /// that order (SMART v2: "letters out of order may be rejected"; rejecting them keeps
     /// one spelling per grant).
+    ///
+    /// ```
+    /// use ehrgate_sdk::{Permission, Permissions, ScopeError};
+    ///
+    /// let read_search = Permissions::from_letters("rs").unwrap();
+    /// assert!(read_search.contains(Permission::Read) && !read_search.contains(Permission::Update));
+    /// assert_eq!(Permissions::from_letters("sr"), Err(ScopeError::PermissionsOutOfOrder));
+    /// assert_eq!(Permissions::from_letters("read"), Err(ScopeError::UnknownPermission('e')));
+    /// ```
     pub fn from_letters(letters: &str) -> Result<Self, ScopeError> {
         if letters.is_empty() {
             return Err(ScopeError::NoPermissions);
@@ -209,6 +218,16 @@ pub struct ResourceScope {
 impl ResourceScope {
     /// Whether the scope names `resource_type` (or `*`). Whether `*` should reach a type is
     /// the policy's call: see [`ResourceScope::names_type`].
+    ///
+    /// ```
+    /// use ehrgate_sdk::Scopes;
+    ///
+    /// let scopes = Scopes::parse(["patient/Observation.rs", "user/*.r"]);
+    /// let (observations, everything) = (&scopes.granted[0], &scopes.granted[1]);
+    /// assert!(observations.covers_type("Observation"));
+    /// assert!(!observations.covers_type("Condition"));
+    /// assert!(everything.covers_type("Condition") && !everything.names_type("Condition"));
+    /// ```
     pub fn covers_type(&self, resource_type: &str) -> bool {
         match &self.resource {
             ScopeResource::AnyType => true,
@@ -221,6 +240,16 @@ impl ResourceScope {
         matches!(&self.resource, ScopeResource::Type(name) if name == resource_type)
     }
 
+    /// Whether the scope grants `permission` (v1 `.read` grants read and search).
+    ///
+    /// ```
+    /// use ehrgate_sdk::{Permission, Scopes};
+    ///
+    /// let scopes = Scopes::parse(["patient/MedicationRequest.read"]);
+    /// let scope = &scopes.granted[0];
+    /// assert!(scope.grants(Permission::Read) && scope.grants(Permission::Search));
+    /// assert!(!scope.grants(Permission::Create));
+    /// ```
     pub fn grants(&self, permission: Permission) -> bool {
         self.permissions.contains(permission)
     }
@@ -233,6 +262,17 @@ impl ResourceScope {
     /// the same name (no modifier) with exactly the same value. SMART v2: a granular scope
     /// applies to a search only when the search is restricted the same way, so the server's
     /// answer stays inside the grant. Always true for an unrestricted scope.
+    ///
+    /// ```
+    /// use ehrgate_sdk::{Scopes, testing};
+    ///
+    /// let scopes = Scopes::parse(["patient/Observation.rs?category=laboratory"]);
+    /// let lab_only = &scopes.granted[0];
+    /// let labs = testing::params(&[("patient", "123"), ("category", "laboratory")]);
+    /// let everything = testing::params(&[("patient", "123")]);
+    /// assert!(lab_only.restrictions_carried_by(&labs));
+    /// assert!(!lab_only.restrictions_carried_by(&everything));
+    /// ```
     pub fn restrictions_carried_by(&self, params: &[Param]) -> bool {
         self.restrictions.iter().all(|restriction| {
             params
@@ -340,7 +380,19 @@ impl fmt::Display for ScopeError {
     }
 }
 
-/// Parses one scope string.
+/// Parses one scope string. [`Scopes::parse`] does this for every scope of a token.
+///
+/// ```
+/// use ehrgate_sdk::scope::{NonResourceScope, ParsedScope, ScopeError, parse_scope};
+///
+/// assert!(matches!(parse_scope("user/Patient.rs"), Ok(ParsedScope::Resource(_))));
+/// assert_eq!(
+///     parse_scope("launch/patient"),
+///     Ok(ParsedScope::NonResource(NonResourceScope::Launch))
+/// );
+/// assert_eq!(parse_scope("email"), Ok(ParsedScope::Other));
+/// assert_eq!(parse_scope("patient/Patient"), Err(ScopeError::NoPermissionSeparator));
+/// ```
 pub fn parse_scope(scope: &str) -> Result<ParsedScope, ScopeError> {
     match scope {
         "openid" | "fhirUser" | "profile" => {
@@ -523,6 +575,29 @@ pub struct Scopes {
 
 impl Scopes {
     /// Parses every scope; non-resource and unrecognized words grant nothing and are dropped.
+    /// A malformed resource scope is never read as a wider (or narrower) one: it lands in
+    /// `rejected` and grants nothing, so a policy can report it and judge with the rest.
+    ///
+    /// ```
+    /// use ehrgate_sdk::{Permission, Scopes, testing};
+    ///
+    /// let mut app = testing::principal("patient-portal-user-42");
+    /// app.scopes = vec![
+    ///     "openid".into(),
+    ///     "launch/patient".into(),
+    ///     "patient/Observation.rs".into(),
+    ///     "patient/observation.cruds".into(), // type names are case-sensitive
+    ///     "patient/*.sr".into(),              // letters out of order
+    /// ];
+    /// let scopes = Scopes::parse(app.scopes.iter().map(String::as_str));
+    ///
+    /// assert_eq!(scopes.granted.len(), 1);
+    /// let may_write = scopes.granted.iter().any(|scope| scope.grants(Permission::Update));
+    /// assert!(!may_write);
+    /// let rejected: Vec<&str> = scopes.rejected.iter().map(|(text, _)| text.as_str()).collect();
+    /// assert_eq!(rejected, ["patient/observation.cruds", "patient/*.sr"]);
+    /// assert_eq!(scopes.rejected[1].1.to_string(), "permissions out of order (expected `cruds` order)");
+    /// ```
     pub fn parse<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Self {
         let mut parsed = Scopes::default();
         for scope in scopes {

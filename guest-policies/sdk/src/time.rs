@@ -33,7 +33,17 @@ impl LocalTime {
 }
 
 /// The wall-clock time at `utc_offset_minutes` (east of Greenwich positive) of `time_ms`,
-/// milliseconds since the Unix epoch.
+/// milliseconds since the Unix epoch. Offsets beyond ±14 hours are clamped to that.
+///
+/// ```
+/// use ehrgate_sdk::time::local_time;
+///
+/// // 2026-01-05 07:30 UTC, a Monday, read in Berlin (UTC+1) in winter.
+/// let now = local_time(1_767_598_200_000, 60);
+/// assert_eq!((now.hour(), now.minute_of_day % 60), (8, 30));
+/// assert_eq!(now.weekday, 0); // Monday
+/// assert!(!now.is_weekend());
+/// ```
 pub fn local_time(time_ms: u64, utc_offset_minutes: i32) -> LocalTime {
     let clamped = utc_offset_minutes.clamp(-MAX_UTC_OFFSET_MINUTES, MAX_UTC_OFFSET_MINUTES);
     // u64 milliseconds fit i64 minutes with room to spare.
@@ -49,6 +59,15 @@ pub fn local_time(time_ms: u64, utc_offset_minutes: i32) -> LocalTime {
 /// Whether `minute_of_day` falls in the daily window from `start` (inclusive) to `end`
 /// (exclusive), both minutes since midnight. A window with `start > end` wraps midnight
 /// (a night shift from 22:00 to 06:00); `start == end` is the whole day.
+///
+/// ```
+/// use ehrgate_sdk::time::in_daily_window;
+///
+/// let (night_start, night_end) = (22 * 60, 6 * 60);
+/// assert!(in_daily_window(23 * 60 + 15, night_start, night_end));
+/// assert!(in_daily_window(2 * 60, night_start, night_end));
+/// assert!(!in_daily_window(14 * 60, night_start, night_end));
+/// ```
 pub fn in_daily_window(minute_of_day: u16, start: u16, end: u16) -> bool {
     match start.cmp(&end) {
         std::cmp::Ordering::Less => (start..end).contains(&minute_of_day),
