@@ -27,6 +27,7 @@ const CONFORMANCE_TABLES: &[(&str, &str, usize)] = &[
     ("least-privilege", "least-privilege.toml", 300),
     ("least-privilege", "least-privilege-example.toml", 10),
     ("rate-limit", "rate-limit.toml", 30),
+    ("anomaly", "anomaly.toml", 60),
 ];
 
 #[test]
@@ -249,7 +250,7 @@ module = "chaos.wasm"
 }
 
 #[test]
-fn a_new_policy_from_the_template_builds_passes_its_cases_and_inspects() {
+fn a_new_policy_from_the_template_passes_its_unit_tests_builds_passes_its_cases_and_inspects() {
     let dir = tempfile::tempdir().expect("tempdir");
     let crate_dir = dir.path().join("ward-only");
     let (ok, text) = ehrgate(&[
@@ -268,6 +269,22 @@ fn a_new_policy_from_the_template_builds_passes_its_cases_and_inspects() {
         .expect("target dir")
         .to_owned();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // Its unit tests run natively, as the template's Cargo.toml says.
+    let unit_tests = Command::new(&cargo)
+        .current_dir(&crate_dir)
+        .args(["test", "--target-dir"])
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("cargo test");
+    let unit_output = String::from_utf8_lossy(&unit_tests.stdout);
+    assert!(
+        unit_tests.status.success() && unit_output.contains("test result: ok. 4 passed"),
+        "{unit_output}\n{}",
+        String::from_utf8_lossy(&unit_tests.stderr)
+    );
     let build = Command::new(cargo)
         .current_dir(&crate_dir)
         .args([

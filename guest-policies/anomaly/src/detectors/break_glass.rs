@@ -2,7 +2,7 @@
 //! override (DICOM 110113 / 110127, healthcare.md "break-the-glass"); one user declaring
 //! emergencies on patient after patient is the pattern that needs a person to look.
 
-use ehrgate_sdk::keys::{state_key, state_member};
+use ehrgate_sdk::keys::state_member;
 use ehrgate_sdk::{Severity, state};
 
 use crate::access::Access;
@@ -13,9 +13,9 @@ pub fn detect(config: &BreakGlass, access: &Access) -> Result<Option<Signal>, St
     if !access.break_glass || access.patients.is_empty() {
         return Ok(None);
     }
-    let key = state_key("break-glass", access.subject());
+    let key = access.user_key("break-glass");
     let mut patients = 0;
-    for patient in &access.patients {
+    for patient in access.counted_patients() {
         patients = state::distinct_add(&key, &state_member(patient), config.window_ms)?;
     }
     Ok((patients > config.max_patients).then(|| Signal {

@@ -2,7 +2,6 @@
 //! up (a neighbour, a celebrity) rather than treating the patient in front of you
 //! (healthcare.md, "name-search trawling").
 
-use ehrgate_sdk::keys::state_key;
 use ehrgate_sdk::{Interaction, Param, Severity, state};
 
 use crate::access::Access;
@@ -28,7 +27,7 @@ pub fn detect(config: &NameSearch, access: &Access) -> Result<Option<Signal>, St
     if searches == 0 {
         return Ok(None);
     }
-    let key = state_key("name-searches", access.subject());
+    let key = access.user_key("name-searches");
     let total = state::counter_add(&key, searches, config.window_ms)?;
     let limit = config
         .role_limits

@@ -55,9 +55,7 @@ pub fn self_lookup(config: &SelfLookup, access: &Access) -> Option<Signal> {
         .map(String::as_str)
         .collect();
     let same_id = access
-        .principal
         .fhir_user
-        .as_deref()
         .filter(|_| config.match_ids)
         .and_then(|user| user.split_once('/'))
         .map(|(_, id)| id);

@@ -5,7 +5,7 @@
 //! separates it from heavy but normal work (healthcare.md, "volume"; Boxwala et al., JAMIA
 //! 2011, count distinct patients per user among their strongest features).
 
-use ehrgate_sdk::keys::{state_key, state_member};
+use ehrgate_sdk::keys::state_member;
 use ehrgate_sdk::{Severity, state};
 
 use crate::access::Access;
@@ -18,11 +18,11 @@ pub fn detect(config: &Volume, access: &Access) -> Result<Vec<Signal>, String> {
     }
     // Two keys: a distinct window forgets everything older than the window it is asked
     // about, so one key cannot serve an hour and five minutes at once.
-    let hour_key = state_key("patients-hour", access.subject());
-    let burst_key = state_key("patients-burst", access.subject());
+    let hour_key = access.user_key("patients-hour");
+    let burst_key = access.user_key("patients-burst");
     let mut in_hour = 0;
     let mut in_burst = 0;
-    for patient in &access.patients {
+    for patient in access.counted_patients() {
         let member = state_member(patient);
         in_hour = state::distinct_add(&hour_key, &member, config.window_ms)?;
         in_burst = state::distinct_add(&burst_key, &member, config.burst_window_ms)?;
