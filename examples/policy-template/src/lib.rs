@@ -63,3 +63,54 @@ impl Policy for WardOnly {
 }
 
 ehrgate_sdk::export_policy!(WardOnly);
+
+// Unit tests of the rule, run natively with `cargo test`: quicker to write and run than
+// fixture cases, which check the compiled module through the gateway's request path.
+#[cfg(test)]
+mod tests {
+    use ehrgate_sdk::{Interaction, Policy, Request, config, testing};
+
+    use super::{Config, WardOnly};
+
+    fn config() -> Config {
+        config::parse(r#"{"wards": {"Practitioner/res-1": ["p1", "p2"]}}"#)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Resident `res-1` (with `roles`) opening patient `patient`'s chart.
+    fn open_chart(patient: &str, roles: &[&str]) -> Request {
+        let mut caller = testing::principal("res-1");
+        caller.fhir_user = Some("Practitioner/res-1".to_owned());
+        caller.roles = roles.iter().map(|role| (*role).to_owned()).collect();
+        let mut request = testing::request(Interaction::Read, Some("Patient"));
+        request.resource_id = Some(patient.to_owned());
+        request.patients = vec![patient.to_owned()];
+        request.principal = Some(caller);
+        request
+    }
+
+    #[test]
+    fn a_resident_opens_a_chart_on_her_ward() {
+        let decision = WardOnly::evaluate(&config(), &open_chart("p1", &["resident"]));
+        assert!(decision.is_allow());
+    }
+
+    #[test]
+    fn a_resident_is_refused_a_chart_off_her_ward() {
+        let decision = WardOnly::evaluate(&config(), &open_chart("p9", &["resident"]));
+        assert!(!decision.is_allow());
+        assert_eq!(decision.findings[0].rule_id, "ward-only.off-ward");
+    }
+
+    #[test]
+    fn attendings_are_not_limited_to_a_ward() {
+        let decision = WardOnly::evaluate(&config(), &open_chart("p9", &["attending"]));
+        assert!(decision.is_allow());
+    }
+
+    #[test]
+    fn a_mistyped_config_is_refused_naming_the_field() {
+        let error = config::parse::<Config>(r#"{"ward": {}}"#).err().unwrap_or_default();
+        assert!(error.contains("unknown field `ward`"), "{error}");
+    }
+}

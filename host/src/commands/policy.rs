@@ -149,10 +149,9 @@ fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow!("cannot write `{}`: {e}", path.display()))?;
     }
     println!("created {}", dir.display());
-    println!(
-        "  cd {} && cargo build --release --target wasm32-wasip2",
-        dir.display()
-    );
+    println!("  cd {}", dir.display());
+    println!("  cargo test                                    # the rule's unit tests, natively");
+    println!("  cargo build --release --target wasm32-wasip2");
     println!("  ehrgate policy test target/wasm32-wasip2/release/{crate_name}.wasm cases.toml");
     Ok(ExitCode::SUCCESS)
 }
