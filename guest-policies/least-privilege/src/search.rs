@@ -4,8 +4,8 @@
 //! `:iterate` only when unbound; chained and `_has:` searches only when pinned; `_filter`,
 //! `_query`, `_contained` refused when bound.
 
-use ehrgate_sdk::fhir;
 use ehrgate_sdk::{Param, Permission};
+use ehrgate_sdk::{fhir, search};
 
 use crate::action::{Action, any_grant};
 use crate::caller::{Binding, Caller, Notes, Target, pinned_to};
@@ -248,12 +248,14 @@ fn base_name(name: &str) -> &str {
     name.split([':', '.']).next().unwrap_or(name)
 }
 
-/// Every comma-separated value of every parameter `name`, empty values dropped.
+/// Every comma-separated value of every parameter `name`, empty values dropped. An escaped
+/// `\,` does not separate (FHIR R4 search.html#escaping): the value keeps it, as the server
+/// reads it.
 pub fn list_values<'a>(params: &'a [Param], name: &str) -> Vec<&'a str> {
     params
         .iter()
         .filter(|param| param.name == name)
-        .flat_map(|param| param.value.split(','))
+        .flat_map(|param| search::split_unescaped(&param.value, ','))
         .map(str::trim)
         .filter(|value| !value.is_empty())
         .collect()
