@@ -75,6 +75,7 @@ pub mod record;
 pub mod report;
 mod segment;
 pub mod settings;
+pub mod stats;
 pub mod time;
 pub mod verify;
 mod writer;

@@ -58,6 +58,9 @@ fn config(upstream_url: &str, files: &AuditFiles, chaos_config: &str, extra: &st
 [server]
 listen = "{{listen}}"
 
+[admin]
+listen = "{{admin}}"
+
 [[upstreams]]
 name = "ehr"
 url = "{upstream_url}"
@@ -91,6 +94,15 @@ signing_key = "{key}"
         key = files.signing_key.display(),
         identity = identity_toml(),
     )
+}
+
+/// The value of an unlabelled metric in a Prometheus text exposition.
+fn metric(exposition: &str, name: &str) -> u64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}` in\n{exposition}"))
 }
 
 fn ehrgate(args: &[&str]) -> Output {
@@ -279,6 +291,13 @@ fn a_log_that_cannot_be_written_refuses_requests_with_503_and_recovers() {
     }
     let refused = refused.expect("a request refused once the log cannot rotate");
     assert_eq!(refused.status, 503, "{refused:?}");
+    // Operators see it in /metrics.
+    let metrics = get(gateway.admin, "/metrics", None).body;
+    assert!(
+        metric(&metrics, "ehrgate_audit_write_failures_total") >= 1,
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "ehrgate_audit_failing"), 1, "{metrics}");
     assert_eq!(refused.rule().as_deref(), Some("audit.unavailable"));
     assert!(
         !refused.body.contains(BUNDLE),
@@ -294,6 +313,20 @@ fn a_log_that_cannot_be_written_refuses_requests_with_503_and_recovers() {
     assert_eq!(
         get(gateway.addr, "/fhir/Patient/pat-123", Some(&token)).status,
         200
+    );
+    let metrics = get(gateway.admin, "/metrics", None).body;
+    assert_eq!(metric(&metrics, "ehrgate_audit_failing"), 0, "{metrics}");
+    let written = metric(&metrics, "ehrgate_audit_records_written_total");
+    assert!(written >= 2, "{metrics}");
+    assert_eq!(
+        metric(&metrics, "ehrgate_audit_durable_seq"),
+        written,
+        "strict: all fsynced"
+    );
+    assert_eq!(
+        metric(&metrics, "ehrgate_audit_queue_depth"),
+        0,
+        "{metrics}"
     );
     drop(gateway);
     let (intact, report) = verify_json(&files);

@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::record::AuditRecord;
 use super::settings::{AuditSettings, Durability};
+use super::stats::{AuditWatch, WriterStats};
 use super::writer::Writer;
 
 /// Why a record was not written.
@@ -33,6 +34,7 @@ pub struct AuditLog {
 struct Handle {
     queue: Arc<Queue>,
     permits: Arc<Semaphore>,
+    stats: Arc<WriterStats>,
     settings: AuditSettings,
     finished: Mutex<Option<oneshot::Receiver<()>>>,
 }
@@ -192,7 +194,8 @@ impl AuditLog {
     /// Opens the log in `settings.dir` (creating it), finds the chain's head from the newest
     /// file, and starts the writer thread.
     pub fn open(settings: &AuditSettings) -> anyhow::Result<AuditLog> {
-        let writer = Writer::open(settings)?;
+        let stats = Arc::new(WriterStats::default());
+        let writer = Writer::open(settings, stats.clone())?;
         let queue = Arc::new(Queue::new());
         let (finished_tx, finished_rx) = oneshot::channel();
         let writer_queue = queue.clone();
@@ -208,6 +211,7 @@ impl AuditLog {
             handle: Arc::new(Handle {
                 queue,
                 permits: Arc::new(Semaphore::new(settings.queue_capacity.max(1))),
+                stats,
                 settings: settings.clone(),
                 finished: Mutex::new(Some(finished_rx)),
             }),
@@ -256,6 +260,15 @@ impl AuditLog {
             .take();
         if let Some(finished) = finished {
             let _ = finished.await;
+        }
+    }
+
+    /// A view of the writer's activity for metrics, which does not keep the log open.
+    pub fn watch(&self) -> AuditWatch {
+        AuditWatch {
+            stats: self.handle.stats.clone(),
+            permits: self.handle.permits.clone(),
+            queue_capacity: self.handle.settings.queue_capacity.max(1),
         }
     }
 

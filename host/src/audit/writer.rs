@@ -10,6 +10,8 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -24,6 +26,7 @@ use super::log::{AuditError, Pending, Queue};
 use super::record::AuditRecord;
 use super::segment::Segment;
 use super::settings::{AuditSettings, Durability};
+use super::stats::WriterStats;
 use super::time;
 
 /// Records taken from the queue at once at most.
@@ -62,10 +65,14 @@ pub(super) struct Writer {
     head_file: HeadFile,
     /// Records in the last batch: more than one means appends are concurrent.
     last_batch: usize,
+    stats: Arc<WriterStats>,
 }
 
 impl Writer {
-    pub(super) fn open(settings: &AuditSettings) -> anyhow::Result<Writer> {
+    pub(super) fn open(
+        settings: &AuditSettings,
+        stats: Arc<WriterStats>,
+    ) -> anyhow::Result<Writer> {
         let dir = &settings.dir;
         create_dir(dir)
             .with_context(|| format!("cannot create the audit directory `{}`", dir.display()))?;
@@ -107,6 +114,7 @@ impl Writer {
             head_file: HeadFile::start(dir.clone())
                 .context("cannot start the audit head file thread")?,
             last_batch: 0,
+            stats,
         };
         writer
             .ensure_segment()
@@ -245,7 +253,9 @@ impl Writer {
                 self.push_checkpoint();
             }
         }
-        self.flush(sync)
+        self.flush(sync)?;
+        WriterStats::add(&self.stats.records_written, records.len() as u64);
+        Ok(())
     }
 
     fn push_checkpoint(&mut self) {
@@ -254,6 +264,7 @@ impl Writer {
         self.uncovered = 0;
         self.last_checkpoint = Instant::now();
         self.unsynced_checkpoint = Some(checkpoint);
+        WriterStats::add(&self.stats.checkpoints, 1);
     }
 
     /// Writes the buffer; with `sync`, fsyncs and publishes the newest checkpoint.
@@ -265,10 +276,15 @@ impl Writer {
             segment.sync()?;
             self.last_sync = Instant::now();
             self.durable_seq = self.head.seq;
+            WriterStats::add(&self.stats.fsyncs, 1);
+            self.stats
+                .durable_seq
+                .store(self.durable_seq, Ordering::Relaxed);
             if let Some(checkpoint) = self.unsynced_checkpoint.take() {
                 self.head_file.publish(checkpoint);
             }
         }
+        self.stats.failing.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -279,6 +295,7 @@ impl Writer {
         }
         self.flush(true)?;
         self.segment = Some(Segment::create(&self.settings.dir, day)?);
+        WriterStats::add(&self.stats.files_started, 1);
         Ok(())
     }
 
@@ -298,6 +315,8 @@ impl Writer {
 
     /// Forgets the file after a failed write; the next write recovers the head from disk.
     fn fail(&mut self) {
+        WriterStats::add(&self.stats.write_failures, 1);
+        self.stats.failing.store(true, Ordering::Relaxed);
         self.segment = None;
         self.broken = true;
         self.buffer.clear();
@@ -326,6 +345,7 @@ impl Writer {
             );
         }
         self.segment = Some(Segment::create(dir, time::day_of(time::now_millis()))?);
+        WriterStats::add(&self.stats.files_started, 1);
         self.broken = false;
         Ok(())
     }

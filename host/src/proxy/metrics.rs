@@ -1,12 +1,16 @@
 //! Prometheus metrics for the admin listener's `/metrics`: requests by route, decision and
-//! status; denials by rule; policy and upstream latency; requests in flight.
+//! status; denials by rule; policy and upstream latency; requests in flight; and the audit
+//! log's writer (records, fsyncs, checkpoints, failures, queue depth).
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::audit::stats::AuditWatch;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -114,6 +118,12 @@ impl Metrics {
         }
     }
 
+    /// Adds the audit log's writer metrics, read from `watch` at every scrape.
+    pub fn watch_audit(&mut self, watch: AuditWatch) {
+        self.registry
+            .register_collector(Box::new(AuditCollector { watch }));
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -122,6 +132,84 @@ impl Metrics {
         }
         text
     }
+}
+
+#[derive(Debug)]
+struct AuditCollector {
+    watch: AuditWatch,
+}
+
+impl Collector for AuditCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = self.watch.snapshot();
+        let counters = [
+            (
+                "audit_records_written",
+                "Audit records written to the log file",
+                now.records_written,
+            ),
+            (
+                "audit_fsyncs",
+                "fsync calls on the audit log (strict mode: one per group of records)",
+                now.fsyncs,
+            ),
+            (
+                "audit_checkpoints",
+                "Signed checkpoints written",
+                now.checkpoints,
+            ),
+            (
+                "audit_files_started",
+                "Audit log files started (rotation, recovery after a failure)",
+                now.files_started,
+            ),
+            (
+                "audit_write_failures",
+                "Failed writes or fsyncs of the audit log (strict mode refuses the requests with 503)",
+                now.write_failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "audit_failing",
+                "1 while the audit log's last write failed and none has succeeded since",
+                i64::from(now.failing),
+            ),
+            (
+                "audit_queue_depth",
+                "Audit records queued or being written",
+                clamp(now.queue_depth),
+            ),
+            (
+                "audit_queue_capacity",
+                "Audit records the queue holds before appenders wait",
+                clamp(now.queue_capacity),
+            ),
+            (
+                "audit_durable_seq",
+                "Sequence number of the last record known to be on disk (fsynced)",
+                clamp(now.durable_seq),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+fn clamp(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl Default for Metrics {

@@ -58,11 +58,15 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let mut metrics = Metrics::new();
+    if let Some(audit) = &audit {
+        metrics.watch_audit(audit.watch());
+    }
     let shared = Arc::new(Shared {
         gateway: ArcSwap::from_pointee(gateway),
         engine,
         audit,
-        metrics: Metrics::new(),
+        metrics,
         concurrency: Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_concurrent_requests,
         )),

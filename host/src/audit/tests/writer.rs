@@ -30,6 +30,18 @@ fn strict_appends_from_many_tasks_all_land_in_one_unbroken_chain() {
         }
         log.flush_and_close().await;
     });
+    let now = log.watch().snapshot();
+    assert_eq!(now.records_written, 640);
+    assert_eq!(now.durable_seq, 640);
+    assert_eq!(
+        (now.queue_depth, now.write_failures, now.failing),
+        (0, 0, false)
+    );
+    assert!(
+        now.fsyncs >= 1 && now.fsyncs <= 640,
+        "group commit: at most one fsync per record, {now:?}"
+    );
+    assert!(now.checkpoints >= 13, "{now:?}");
     let report = verify_with(&settings.dir, &public);
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.records, 640);
@@ -208,9 +220,20 @@ fn strict_appends_fail_when_the_log_cannot_be_written_and_recover_when_it_can() 
         failed
     });
     assert!(matches!(failed, Some(AuditError::Write(_))), "{failed:?}");
+    let failing = log.watch().snapshot();
+    assert!(
+        failing.failing && failing.write_failures >= 1,
+        "{failing:?}"
+    );
     std::fs::rename(&moved, &settings.dir).unwrap();
     rt.block_on(async {
         log.append(sample_record(99)).await.unwrap();
+        let recovered = log.watch().snapshot();
+        assert!(!recovered.failing, "{recovered:?}");
+        assert!(
+            recovered.files_started > failing.files_started,
+            "{recovered:?}"
+        );
         log.flush_and_close().await;
         assert_eq!(
             log.append(sample_record(100)).await,
