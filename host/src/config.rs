@@ -17,6 +17,7 @@ use crate::request::identity::IssuerConfig;
 use crate::state::MemoryStateLimits;
 
 pub mod model;
+mod upstream_tls;
 
 pub use model::{AuditConfig, LimitsConfig};
 
@@ -87,6 +88,8 @@ pub struct UpstreamSettings {
     pub name: String,
     /// `host:port`.
     pub authority: String,
+    /// For `https://` upstreams: the CA certificates its certificate must chain to.
+    pub tls_roots: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
     /// The canonical base path (`/fhir`, or empty for the root), prepended to every
     /// forwarded path.
     pub base_path: String,
@@ -432,10 +435,15 @@ impl Checker<'_> {
                 );
             }
             let url = upstream.url.get_ref();
+            let ca_file = upstream
+                .ca_file
+                .as_ref()
+                .map(|f| (self.resolve(f.get_ref()), f.span()));
             match parse_upstream_url(url) {
-                Ok((authority, base_path)) => settings.push(UpstreamSettings {
+                Ok((https, authority, base_path)) => settings.push(UpstreamSettings {
                     name: name.clone(),
                     authority,
+                    tls_roots: self.upstream_trust(name, https, ca_file, upstream.url.span()),
                     base_path,
                     connect_timeout: Duration::from_millis(upstream.connect_timeout_ms),
                     timeout: Duration::from_millis(upstream.timeout_ms),
@@ -445,7 +453,9 @@ impl Checker<'_> {
                 Err(reason) => self.problem(
                     Some(upstream.url.span()),
                     format!("upstream `{name}`: url `{url}` {reason}"),
-                    Some("write it as `http://host:port/base/path`"),
+                    Some(
+                        "write it as `http://host:port/base/path` or `https://host:port/base/path`",
+                    ),
                 ),
             }
             if upstream.timeout_ms == 0 || upstream.connect_timeout_ms == 0 {
@@ -457,6 +467,42 @@ impl Checker<'_> {
             }
         }
         settings
+    }
+
+    /// The trust roots of an `https://` upstream, from its `ca_file` or the system store;
+    /// none for `http://`, where a `ca_file` is a mistake worth reporting.
+    fn upstream_trust(
+        &mut self,
+        name: &str,
+        https: bool,
+        ca_file: Option<(PathBuf, std::ops::Range<usize>)>,
+        url_span: std::ops::Range<usize>,
+    ) -> Option<Vec<rustls::pki_types::CertificateDer<'static>>> {
+        match (https, ca_file) {
+            (false, None) => None,
+            (false, Some((_, span))) => {
+                self.problem(
+                    Some(span),
+                    format!("upstream `{name}`: `ca_file` is set but the url is `http://`"),
+                    Some("use an `https://` url, or remove `ca_file`"),
+                );
+                None
+            }
+            (true, ca_file) => {
+                let span = ca_file.as_ref().map_or(url_span, |(_, span)| span.clone());
+                match upstream_tls::trust_roots(ca_file.as_ref().map(|(path, _)| path.as_path())) {
+                    Ok(roots) => Some(roots),
+                    Err(reason) => {
+                        self.problem(
+                            Some(span),
+                            format!("upstream `{name}`: {reason}"),
+                            Some("set `ca_file` to the PEM file of the CA that signed the upstream's certificate"),
+                        );
+                        None
+                    }
+                }
+            }
+        }
     }
 
     fn check_routes(
@@ -728,16 +774,14 @@ fn canonical_path(path: &str) -> Result<crate::request::canonical::CanonicalTarg
     Ok(target)
 }
 
-/// `http://host:port/base` → (`host:port`, canonical base path or empty).
-fn parse_upstream_url(url: &str) -> Result<(String, String), String> {
+/// `http(s)://host:port/base` → (whether https, `host:port`, canonical base path or empty).
+fn parse_upstream_url(url: &str) -> Result<(bool, String, String), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("uses https, which upstreams do not support yet".into());
-        }
-        _ => return Err("needs the `http://` scheme".into()),
-    }
+    let (https, default_port) = match uri.scheme_str() {
+        Some("http") => (false, 80),
+        Some("https") => (true, 443),
+        _ => return Err("needs the `http://` or `https://` scheme".into()),
+    };
     let authority = uri.authority().ok_or("has no host")?;
     if uri.query().is_some() {
         return Err("has a query".into());
@@ -745,7 +789,7 @@ fn parse_upstream_url(url: &str) -> Result<(String, String), String> {
     let authority = if authority.port().is_some() {
         authority.as_str().to_owned()
     } else {
-        format!("{}:80", authority.host())
+        format!("{}:{default_port}", authority.host())
     };
     let base = canonical_path(if uri.path().is_empty() {
         "/"
@@ -757,7 +801,7 @@ fn parse_upstream_url(url: &str) -> Result<(String, String), String> {
     } else {
         base.path
     };
-    Ok((authority, base_path))
+    Ok((https, authority, base_path))
 }
 
 #[cfg(test)]
@@ -773,15 +817,46 @@ mod tests {
 
     #[test]
     fn problems_name_their_line() {
-        let source = "[server]\nlisten = \"127.0.0.1:1\"\n\n[[upstreams]]\nname = \"ehr\"\nurl = \"https://x\"\n";
+        let source = "[server]\nlisten = \"127.0.0.1:1\"\n\n[[upstreams]]\nname = \"ehr\"\nurl = \"ftp://x\"\n";
         let errors = parse(source, Path::new("g.toml"))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            errors.contains("g.toml:6: upstream `ehr`: url `https://x` uses https"),
+            errors.contains(
+                "g.toml:6: upstream `ehr`: url `ftp://x` needs the `http://` or `https://` scheme"
+            ),
             "{errors}"
         );
         assert!(errors.contains("no `[[routes]]`"), "{errors}");
+    }
+
+    #[test]
+    fn https_upstreams_need_a_readable_ca_and_http_ones_none() {
+        let errors = |upstream: &str| {
+            let source = format!(
+                "[server]\nlisten = \"127.0.0.1:1\"\n\n[[upstreams]]\nname = \"ehr\"\n{upstream}\n"
+            );
+            parse(&source, Path::new("g.toml"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let missing = errors("url = \"https://ehr.internal/fhir\"\nca_file = \"nowhere/ca.pem\"");
+        assert!(
+            missing.contains("g.toml:7: upstream `ehr`: cannot read `nowhere/ca.pem`"),
+            "{missing}"
+        );
+        let plain = errors("url = \"http://ehr.internal/fhir\"\nca_file = \"ca.pem\"");
+        assert!(
+            plain.contains("g.toml:7: upstream `ehr`: `ca_file` is set but the url is `http://`"),
+            "{plain}"
+        );
+        let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls/ca.cert.pem");
+        let good = errors(&format!(
+            "url = \"https://ehr.internal/fhir\"\nca_file = \"{}\"",
+            ca.display()
+        ));
+        assert!(!good.contains("upstream `ehr`"), "{good}");
     }
 }

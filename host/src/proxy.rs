@@ -87,11 +87,13 @@ impl Gateway {
                 None
             }
         };
-        let upstreams: Vec<Arc<Upstream>> = config
-            .upstreams
-            .iter()
-            .map(|u| Arc::new(Upstream::new(u.clone())))
-            .collect();
+        let mut upstreams: Vec<Arc<Upstream>> = Vec::with_capacity(config.upstreams.len());
+        for settings in &config.upstreams {
+            match Upstream::new(settings.clone()) {
+                Ok(upstream) => upstreams.push(Arc::new(upstream)),
+                Err(problem) => problems.push(problem),
+            }
+        }
         let mut routes = Vec::new();
         for settings in &config.routes {
             let mut links = Vec::new();

@@ -1,5 +1,6 @@
 //! Client protocols: TLS with HTTP/2 and HTTP/1.1 chosen by ALPN, HTTP/2 with prior
-//! knowledge on a plain listener, and HTTP/2's `:authority` checked against `Host`.
+//! knowledge on a plain listener, and HTTP/2's `:authority` checked against `Host`. Upstream
+//! protocols: TLS to an `https://` upstream, verified against the configured CA.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,11 @@ fn tls_dir() -> PathBuf {
 }
 
 fn config(upstream: &TestUpstream, tls: bool) -> String {
+    config_with(upstream, tls, "")
+}
+
+/// The configuration with `upstream_keys` added to the upstream's table.
+fn config_with(upstream: &TestUpstream, tls: bool, upstream_keys: &str) -> String {
     let tls = if tls {
         format!(
             "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
@@ -41,6 +47,7 @@ listen = "{{listen}}"
 [[upstreams]]
 name = "ehr"
 url = "{}"
+{upstream_keys}
 
 [[routes]]
 name = "ehr"
@@ -181,4 +188,54 @@ fn plain_http2_with_prior_knowledge_works_and_authority_must_match_host() {
         assert!(String::from_utf8_lossy(&body).contains("headers.host-mismatch"));
     });
     assert_eq!(upstream.received().len(), 1);
+}
+
+#[test]
+fn an_https_upstream_is_reached_over_tls_and_its_certificate_is_verified() {
+    let upstream = TestUpstream::start_tls(
+        Reply::json(BODY),
+        &tls_dir().join("gateway.cert.pem"),
+        &tls_dir().join("gateway.key.pem"),
+    );
+    assert!(upstream.url("/r4").starts_with("https://127.0.0.1:"));
+    let ca = format!("ca_file = \"{}\"", tls_dir().join("ca.cert.pem").display());
+    let gateway = GatewayProcess::start(&config_with(&upstream, false, &ca));
+    let token = sign(&clinician_claims());
+    let response = crate::support::http::get(gateway.addr, "/fhir/Patient/pat-123", Some(&token));
+    assert_eq!(response.status, 200, "{response:?}\n{}", gateway.log());
+    assert!(response.body.contains("pat-123"), "{response:?}");
+    let received = upstream.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].request_line(),
+        "GET /r4/Patient/pat-123 HTTP/1.1"
+    );
+    assert_eq!(
+        received[0].header("host"),
+        Some(upstream.addr.to_string().as_str())
+    );
+}
+
+#[test]
+fn an_https_upstream_whose_certificate_does_not_chain_to_the_ca_is_not_sent_the_request() {
+    let upstream = TestUpstream::start_tls(
+        Reply::json(BODY),
+        &tls_dir().join("gateway.cert.pem"),
+        &tls_dir().join("gateway.key.pem"),
+    );
+    // Trusting the leaf certificate itself is not trusting the CA that issued it.
+    let wrong_ca = format!(
+        "ca_file = \"{}\"",
+        tls_dir().join("gateway.cert.pem").display()
+    );
+    let gateway = GatewayProcess::start(&config_with(&upstream, false, &wrong_ca));
+    let token = sign(&clinician_claims());
+    let response = crate::support::http::get(gateway.addr, "/fhir/Patient/pat-123", Some(&token));
+    assert_eq!(response.status, 502, "{response:?}");
+    assert_eq!(response.rule().as_deref(), Some("upstream.unreachable"));
+    assert!(!response.body.contains("pat-123"));
+    assert!(
+        upstream.received().is_empty(),
+        "no request crossed the unverified connection"
+    );
 }

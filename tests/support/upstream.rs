@@ -1,9 +1,10 @@
-//! A real upstream for gateway tests: an HTTP/1.1 server on 127.0.0.1 that records every
-//! request exactly as it arrived on the wire and answers with a configured response. It
-//! serves keep-alive connections (the gateway pools them) and stops when dropped.
+//! A real upstream for gateway tests: an HTTP/1.1 server on 127.0.0.1 (plain, or over TLS
+//! with a given certificate) that records every request exactly as it arrived on the wire and
+//! answers with a configured response. It serves keep-alive connections (the gateway pools
+//! them) and stops when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -53,6 +54,8 @@ impl Reply {
 
 pub struct TestUpstream {
     pub addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     received: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -60,6 +63,30 @@ pub struct TestUpstream {
 
 impl TestUpstream {
     pub fn start(reply: Reply) -> Self {
+        Self::start_with(reply, None)
+    }
+
+    /// An upstream that speaks TLS with the certificate chain and key in these PEM files.
+    pub fn start_tls(reply: Reply, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .expect("read the certificate")
+            .collect::<Result<_, _>>()
+            .expect("parse the certificate");
+        let key = PrivateKeyDer::from_pem_file(key).expect("read the key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("certificate and key");
+        Self::start_with(reply, Some(Arc::new(config)))
+    }
+
+    fn start_with(reply: Reply, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -72,7 +99,18 @@ impl TestUpstream {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let (r, p, s) = (r.clone(), p.clone(), s.clone());
-                        std::thread::spawn(move || serve(stream, r, p, s));
+                        let tls = tls.clone();
+                        std::thread::spawn(move || {
+                            let _ = stream.set_nonblocking(false);
+                            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                            match tls.map(rustls::ServerConnection::new) {
+                                None => serve(stream, r, p, s),
+                                Some(Ok(connection)) => {
+                                    serve(rustls::StreamOwned::new(connection, stream), r, p, s)
+                                }
+                                Some(Err(_)) => {}
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -80,6 +118,7 @@ impl TestUpstream {
         });
         TestUpstream {
             addr,
+            scheme,
             received,
             stop,
             thread: Some(thread),
@@ -87,7 +126,7 @@ impl TestUpstream {
     }
 
     pub fn url(&self, base: &str) -> String {
-        format!("http://{}{base}", self.addr)
+        format!("{}://{}{base}", self.scheme, self.addr)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -104,17 +143,12 @@ impl Drop for TestUpstream {
     }
 }
 
-fn serve(
-    stream: TcpStream,
+fn serve<S: Read + Write>(
+    stream: S,
     received: Arc<Mutex<Vec<Received>>>,
     reply: Arc<Mutex<Reply>>,
     stop: Arc<AtomicBool>,
 ) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
     let mut reader = BufReader::new(stream);
     // Bounded: a test's connection handles at most this many requests.
     for _ in 0..10_000 {
@@ -160,7 +194,8 @@ fn serve(
             reply.body.len(),
             reply.body
         );
-        if writer.write_all(response.as_bytes()).is_err() {
+        let writer = reader.get_mut();
+        if writer.write_all(response.as_bytes()).is_err() || writer.flush().is_err() {
             return;
         }
     }

@@ -123,8 +123,13 @@ pub struct IdentityConfig {
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     pub name: Spanned<String>,
-    /// The base URL, `http://host:port/path`; the route's path below its prefix is appended.
+    /// The base URL, `http://host:port/path` or `https://host:port/path`; the route's path
+    /// below its prefix is appended.
     pub url: Spanned<String>,
+    /// For `https://`: the PEM file of the CA(s) the upstream's certificate must chain to
+    /// (relative to the config file); without it, the system's trust store.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<PathBuf>>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Time for the upstream's response headers; past it the client gets a 504.
