@@ -30,6 +30,11 @@ listen = "{{admin}}"
 max_header_count = 32
 max_body_bytes = 4096
 
+# Roomy for debug builds on a loaded test machine: these tests are not about deadlines,
+# and a preempted guest thread must not turn into a 503.
+[sandbox]
+deadline_ms = 1000
+
 [[upstreams]]
 name = "ehr"
 url = "{upstream_url}"
@@ -620,7 +625,7 @@ module = "nowhere.wasm"
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     for expected in [
-        "gateway.toml:7: upstream `ehr`: url `ftp://example.test` needs the `http://` scheme",
+        "gateway.toml:7: upstream `ehr`: url `ftp://example.test` needs the `http://` or `https://` scheme",
         "gateway.toml:11: route `ehr`: prefix `/fhir/../x` is not a canonical path",
         "gateway.toml:12: route `ehr`: upstream `ehrr` is not defined",
         "gateway.toml:16: route `ehr`: policy `missing`: no module at",
@@ -642,5 +647,21 @@ module = "nowhere.wasm"
     assert!(
         stderr.contains("gateway.toml:3: unknown field `typo`"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn the_client_gets_its_own_http_version_whatever_the_upstream_speaks() {
+    let old_server = TestUpstream::start(Reply {
+        version: "HTTP/1.0",
+        ..Reply::json(BUNDLE)
+    });
+    let gateway = start(&old_server, "{}");
+    let response = get(gateway.addr, "/fhir/Patient/pat-123", Some(&token()));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(
+        response.head.starts_with("HTTP/1.1 200"),
+        "an HTTP/1.1 client is answered in HTTP/1.1: {}",
+        response.head
     );
 }

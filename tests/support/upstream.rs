@@ -35,6 +35,8 @@ impl Received {
 /// What the upstream answers.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The status line's version, `HTTP/1.1` unless a test needs an older server.
+    pub version: &'static str,
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -44,6 +46,7 @@ pub struct Reply {
 impl Reply {
     pub fn json(body: &str) -> Self {
         Reply {
+            version: "HTTP/1.1",
             status: 200,
             content_type: "application/fhir+json",
             body: body.to_owned(),
@@ -188,7 +191,8 @@ fn serve<S: Read + Write>(
             .unwrap_or_else(|_| Reply::json("{}"));
         std::thread::sleep(reply.delay);
         let response = format!(
-            "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-upstream: test\r\n\r\n{}",
+            "{} {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-upstream: test\r\n\r\n{}",
+            reply.version,
             reply.status,
             reply.content_type,
             reply.body.len(),

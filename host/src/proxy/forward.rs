@@ -166,6 +166,10 @@ where
 {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // The version belongs to each connection (RFC 9110 §6.2): the client's connection
+    // decides how the response is framed, not the upstream's. Left as the upstream's, an
+    // HTTP/1.0 upstream would make hyper answer an HTTP/1.1 client in HTTP/1.0.
+    parts.version = http::Version::default();
     Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
 }
 
