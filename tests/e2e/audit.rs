@@ -61,6 +61,11 @@ listen = "{{listen}}"
 [admin]
 listen = "{{admin}}"
 
+# Roomy for debug builds on a loaded test machine: these tests are not about deadlines,
+# and a preempted guest thread must not turn into a 503.
+[sandbox]
+deadline_ms = 1000
+
 [[upstreams]]
 name = "ehr"
 url = "{upstream_url}"

@@ -44,6 +44,11 @@ fn config_with(upstream: &TestUpstream, tls: bool, upstream_keys: &str) -> Strin
 [server]
 listen = "{{listen}}"
 {tls}
+# Roomy for debug builds on a loaded test machine: these tests are not about deadlines,
+# and a preempted guest thread must not turn into a 503.
+[sandbox]
+deadline_ms = 1000
+
 [[upstreams]]
 name = "ehr"
 url = "{}"

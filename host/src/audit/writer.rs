@@ -180,6 +180,9 @@ impl Writer {
                     self.fail();
                     AuditError::Write(error.to_string())
                 });
+                // The queue slots are free before the appenders hear back, so an appender
+                // that is answered never sees its own record still counted as queued.
+                drop(permits);
                 for ack in acks.into_iter().flatten() {
                     let _ = ack.send(result.clone());
                 }
