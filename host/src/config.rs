@@ -314,8 +314,8 @@ impl Checker<'_> {
                 let path = self.resolve(key.get_ref());
                 let unusable = match crate::audit::keys::read_signing_key(&path) {
                     Ok(_) => None,
-                    Err(KeyError::Read { source, .. }) => {
-                        Some(format!("cannot read `{}`: {source}", path.display()))
+                    Err(KeyError::Read { reason, .. }) => {
+                        Some(format!("cannot read `{}`: {reason}", path.display()))
                     }
                     Err(_) => Some(format!(
                         "`{}` is not an Ed25519 private key in PKCS#8 PEM form",

@@ -21,11 +21,13 @@ enum Command {
     /// Load and check a configuration (every policy initialized with its config) and list
     /// every problem; exits non-zero when there is any.
     Check(commands::check::Args),
-    /// Make the Ed25519 key pair that signs the audit log's checkpoints.
+    /// Make an Ed25519 key pair: for the audit log's checkpoints, or for signing policy
+    /// modules (`--name policy-signing`).
     Keygen(commands::keygen::Args),
     /// Verify, query, report on and export the audit log.
     Audit(commands::audit::Args),
-    /// Tools for policy authors: run a module's fixture cases.
+    /// Tools for policy authors: create a policy crate, test a module against fixture
+    /// cases, sign it, inspect it.
     Policy(commands::policy::Args),
 }
 

@@ -239,6 +239,43 @@ module = "chaos.wasm"
     let (ok, text) = check();
     assert!(ok, "signed: {text}");
 
+    // `inspect --trusted` gates on the signature: verified with the signer's key, exit 1
+    // with another one.
+    let inspect = |keys: &str| {
+        let public = path(keys).join("policy-signing.pub");
+        ehrgate(&[
+            "policy".as_ref(),
+            "inspect".as_ref(),
+            module.as_os_str(),
+            "--trusted".as_ref(),
+            public.as_os_str(),
+        ])
+    };
+    let (ok, text) = inspect("trusted");
+    assert!(ok && text.contains(", verified"), "{text}");
+    let (ok, text) = inspect("other");
+    assert!(
+        !ok && text.contains("which is none of the --trusted keys"),
+        "{text}"
+    );
+
+    // Only components are signed: a core module or a stray file is refused.
+    let core = path("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").expect("write core module");
+    let key = path("trusted").join("policy-signing.key");
+    let (ok, text) = ehrgate(&[
+        "policy".as_ref(),
+        "sign".as_ref(),
+        core.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(
+        !ok && text.contains("is a core WebAssembly module, not a component"),
+        "{text}"
+    );
+    assert!(!path("core.wasm.sig").exists());
+
     let mut bytes = std::fs::read(&module).expect("read module");
     bytes.push(0);
     std::fs::write(&module, bytes).expect("tamper");

@@ -125,7 +125,11 @@ pub trait Policy {
 /// log(Level::Warn, "scope `patient/Observation.dus` rejected: permissions out of order");
 /// ```
 pub fn log(level: Level, message: &str) {
+    #[cfg(target_arch = "wasm32")]
     bindings::ehrgate::policy::log::log(level, message);
+    // A native `cargo test` has no gateway log: the message goes to stderr instead.
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {message}");
 }
 
 /// Exports a [`Policy`] implementation as the module's `policy` world. Use it once per

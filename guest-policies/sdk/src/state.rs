@@ -4,10 +4,40 @@
 //! fail closed on it.
 //!
 //! These call the host, so they work only inside the gateway: the examples here compile but
-//! do not run, and a native unit test should test the rule around them, not them.
+//! do not run. In a native unit test every call returns [`NOT_IN_GATEWAY`] (the rule then
+//! takes its fail-closed path); test rules that depend on state with fixture cases, whose
+//! `state` and `before` keys set what the module finds.
 
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::ehrgate::policy::state as host;
 pub use crate::bindings::ehrgate::policy::state::BucketStatus;
+
+/// What every state call returns outside the gateway.
+pub const NOT_IN_GATEWAY: &str = "ehrgate state exists only inside the gateway; test rules that use it with `ehrgate policy test` fixture cases (`state` and `before`)";
+
+/// Outside the gateway (a native `cargo test` of a policy) there is no host to call: every
+/// function answers [`NOT_IN_GATEWAY`], which a policy handles like any state failure,
+/// instead of aborting the whole test binary.
+#[cfg(not(target_arch = "wasm32"))]
+mod host {
+    use super::{BucketStatus, NOT_IN_GATEWAY};
+
+    pub fn take(_: &str, _: u64, _: u64, _: u64, _: u64) -> Result<BucketStatus, String> {
+        Err(NOT_IN_GATEWAY.to_owned())
+    }
+
+    pub fn distinct_add(_: &str, _: &str, _: u64) -> Result<u32, String> {
+        Err(NOT_IN_GATEWAY.to_owned())
+    }
+
+    pub fn distinct_count(_: &str, _: u64) -> Result<u32, String> {
+        Err(NOT_IN_GATEWAY.to_owned())
+    }
+
+    pub fn counter_add(_: &str, _: u64, _: u64) -> Result<u64, String> {
+        Err(NOT_IN_GATEWAY.to_owned())
+    }
+}
 
 /// A token bucket's shape: `capacity` tokens, refilled by `refill_tokens` every
 /// `refill_period_ms`.
@@ -123,4 +153,19 @@ pub fn distinct_count(key: &str, window_ms: u64) -> Result<u32, String> {
 /// ```
 pub fn counter_add(key: &str, amount: u64, window_ms: u64) -> Result<u64, String> {
     host::counter_add(key, amount, window_ms)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_the_gateway_state_calls_fail_with_a_reason() {
+        assert_eq!(
+            distinct_add("patients:dr-a", "p1", 3_600_000),
+            Err(NOT_IN_GATEWAY.to_owned())
+        );
+        let error = Bucket::per_minute(60, 10).take("user:dr-a", 1).unwrap_err();
+        assert!(error.contains("ehrgate policy test"), "{error}");
+    }
 }

@@ -20,10 +20,12 @@ pub const AUDIT_KEY_NAME: &str = "audit-signing";
 /// A key file that could not be read, parsed or written.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read key file `{path}`: {source}")]
+    // The OS error is part of the message, not a `source`: callers that print the chain
+    // (anyhow's `{:#}`) would otherwise show it twice.
+    #[error("cannot read key file `{path}`: {reason}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error(
         "`{path}` is not an Ed25519 {expected} in PEM form\n  help: make a key pair with `ehrgate keygen --out DIR`"
@@ -53,9 +55,9 @@ pub fn key_id(key: &VerifyingKey) -> String {
 
 /// Reads a PKCS#8 PEM Ed25519 private key.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
-    let pem = fs::read_to_string(path).map_err(|source| KeyError::Read {
+    let pem = fs::read_to_string(path).map_err(|reason| KeyError::Read {
         path: path.to_owned(),
-        source,
+        reason,
     })?;
     SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Format {
         path: path.to_owned(),
@@ -70,9 +72,9 @@ pub fn is_readable_by_others(path: &Path) -> bool {
 
 /// Reads an SPKI PEM Ed25519 public key.
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let pem = fs::read_to_string(path).map_err(|source| KeyError::Read {
+    let pem = fs::read_to_string(path).map_err(|reason| KeyError::Read {
         path: path.to_owned(),
-        source,
+        reason,
     })?;
     VerifyingKey::from_public_key_pem(&pem).map_err(|_| KeyError::Format {
         path: path.to_owned(),

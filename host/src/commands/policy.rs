@@ -8,6 +8,7 @@
 //! - `new NAME` creates a ready-to-build policy crate from `examples/policy-template/`.
 //! - `inspect MODULE.wasm` shows what a module targets and imports, its size and signature.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,7 +42,8 @@ struct NewArgs {
     /// The directory to create the crate in (default: `./NAME`).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// The ehrgate sdk crate the policy builds against.
+    /// The ehrgate sdk crate the policy builds against (default: the sdk in the source tree
+    /// this binary was built from).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-policies/sdk"))]
     sdk: PathBuf,
 }
@@ -92,8 +94,13 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The template, embedded so the command works wherever the binary is installed.
-const TEMPLATE: [(&str, &str); 3] = [
+/// The template, embedded so the command works wherever the binary is installed. The
+/// `.gitignore` is kept as `gitignore` in the repository so that it does not apply there.
+const TEMPLATE: [(&str, &str); 4] = [
+    (
+        ".gitignore",
+        include_str!("../../../examples/policy-template/gitignore"),
+    ),
     (
         "Cargo.toml",
         include_str!("../../../examples/policy-template/Cargo.toml"),
@@ -158,8 +165,7 @@ fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
 
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     use ehrgate::engine::signature;
-    let bytes = std::fs::read(&args.module)
-        .map_err(|e| anyhow!("cannot read `{}`: {e}", args.module.display()))?;
+    let bytes = read_component(&args.module)?;
     let engine = wasmtime::Engine::default();
     let component = wasmtime::component::Component::new(&engine, &bytes).map_err(|e| {
         anyhow!(
@@ -206,27 +212,78 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .map(|p| ehrgate::audit::keys::read_public_key(p))
         .collect::<Result<Vec<_>, _>>()?;
     let sig_path = signature::signature_path(&args.module);
-    match std::fs::read_to_string(&sig_path) {
-        Err(_) => println!("signed   no ({} not found)", sig_path.display()),
+    // With `--trusted`, a signature that does not verify is a failure (exit 1), so a
+    // release script can gate on it.
+    let verified = match std::fs::read_to_string(&sig_path) {
+        Err(_) => {
+            println!("signed   no ({} not found)", sig_path.display());
+            trusted.is_empty()
+        }
         Ok(text) => match serde_json::from_str::<signature::ModuleSignature>(&text) {
-            Err(e) => println!("signed   unreadable signature file: {e}"),
-            Ok(sig) if trusted.is_empty() => println!(
-                "signed   by key {} (not checked: pass --trusted)",
-                sig.key_id
-            ),
+            Err(e) => {
+                println!("signed   unreadable signature file: {e}");
+                false
+            }
+            Ok(sig) if trusted.is_empty() => {
+                println!(
+                    "signed   by key {} (not checked: pass --trusted KEY.pub)",
+                    sig.key_id
+                );
+                true
+            }
+            Ok(sig)
+                if !trusted
+                    .iter()
+                    .any(|k| ehrgate::audit::keys::key_id(k) == sig.key_id) =>
+            {
+                println!(
+                    "signed   by key {}, which is none of the --trusted keys",
+                    sig.key_id
+                );
+                false
+            }
             Ok(sig) => match signature::verify(&bytes, &sig, &trusted) {
-                Ok(key) => println!("signed   by key {key}, verified"),
-                Err(reason) => println!("signed   by key {}, but it {reason}", sig.key_id),
+                Ok(key) => {
+                    println!("signed   by key {key}, verified");
+                    true
+                }
+                Err(reason) => {
+                    println!("signed   by key {}, but the module {reason}", sig.key_id);
+                    false
+                }
             },
         },
+    };
+    Ok(if verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The bytes of the component at `path`, refusing what is not one: a core module (built
+/// for `wasm32-unknown-unknown` or `wasm32-wasip1`) or not WebAssembly at all.
+fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow!("cannot read `{}`: {e}", path.display()))?;
+    // The binary header: `\0asm`, then a version and a layer; layer 1 is a component
+    // (component model binary format, "Component Definitions").
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(bytes),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(anyhow!(
+            "`{}` is a core WebAssembly module, not a component\nhelp: build with `cargo build --release --target wasm32-wasip2`, which makes a component",
+            path.display()
+        )),
+        _ => Err(anyhow!(
+            "`{}` is not WebAssembly\nhelp: give the `.wasm` file that `cargo build --release --target wasm32-wasip2` writes under `target/wasm32-wasip2/release/`",
+            path.display()
+        )),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     let key = ehrgate::audit::keys::read_signing_key(&args.key)?;
-    let bytes = std::fs::read(&args.module)
-        .map_err(|e| anyhow!("cannot read `{}`: {e}", args.module.display()))?;
+    let bytes = read_component(&args.module)?;
     let signature = ehrgate::engine::signature::sign(&bytes, &key);
     let path = ehrgate::engine::signature::signature_path(&args.module);
     std::fs::write(&path, serde_json::to_string_pretty(&signature)? + "\n")
@@ -247,57 +304,83 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         ..SandboxSettings::default()
     };
     let runner = FixtureRunner::new(settings)?;
+    // One message for a module that cannot load at all, not one per case.
+    runner
+        .check_module(&args.module, &fixtures)
+        .map_err(|e| anyhow!("{e}"))?;
     let results = runner.run(&args.module, &fixtures);
-    let failed: Vec<&CaseResult> = results.iter().filter(|r| !r.passed).collect();
-    if args.json {
-        for result in results.iter().filter(|r| !args.failures_only || !r.passed) {
-            println!("{}", serde_json::to_string(result)?);
-        }
-    } else {
-        print_table(&results, args.failures_only);
-        for result in &failed {
-            println!("\nFAILED {}\n{}", result.name, result.detail);
-        }
-        println!(
-            "\n{} passed, {} failed",
-            results.len() - failed.len(),
-            failed.len()
-        );
+    let failed = results.iter().filter(|r| !r.passed).count();
+    match write_results(&results, &args) {
+        Ok(()) => {}
+        // A reader that stopped early (`| head`) is not a failure of the run.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(error) => return Err(error.into()),
     }
-    Ok(if failed.is_empty() {
+    Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn print_table(results: &[CaseResult], failures_only: bool) {
-    let shown: Vec<&CaseResult> = results
-        .iter()
-        .filter(|r| !failures_only || !r.passed)
-        .collect();
+fn write_results(results: &[CaseResult], args: &TestArgs) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    let shown = results.iter().filter(|r| !args.failures_only || !r.passed);
+    if args.json {
+        for result in shown {
+            writeln!(out, "{}", serde_json::to_string(result)?)?;
+        }
+        return out.flush();
+    }
+    write_table(&mut out, shown.collect())?;
+    let failed: Vec<&CaseResult> = results.iter().filter(|r| !r.passed).collect();
+    for result in &failed {
+        writeln!(out, "\nFAILED {}\n{}", result.name, result.detail)?;
+    }
+    writeln!(
+        out,
+        "\n{} passed, {} failed",
+        results.len() - failed.len(),
+        failed.len()
+    )?;
+    out.flush()
+}
+
+/// The longest case name shown in full in the table; longer ones end in `…`.
+const NAME_COLUMN: usize = 70;
+
+fn write_table(out: &mut impl Write, shown: Vec<&CaseResult>) -> io::Result<()> {
     let name_width = shown
         .iter()
-        .map(|r| r.name.len())
+        .map(|r| r.name.chars().count())
         .max()
         .unwrap_or(4)
-        .clamp(4, 70);
+        .clamp(4, NAME_COLUMN);
     let expected_width = shown
         .iter()
         .map(|r| r.expected.len())
         .max()
         .unwrap_or(8)
         .max(8);
-    println!(
+    writeln!(
+        out,
         "{:<6} {:<name_width$} {:<expected_width$} actual",
         "result", "case", "expected"
-    );
+    )?;
     for result in shown {
         let mark = if result.passed { "pass" } else { "FAIL" };
-        let name: String = result.name.chars().take(name_width).collect();
-        println!(
+        let name: String = if result.name.chars().count() > name_width {
+            let mut cut: String = result.name.chars().take(name_width - 1).collect();
+            cut.push('…');
+            cut
+        } else {
+            result.name.clone()
+        };
+        writeln!(
+            out,
             "{mark:<6} {name:<name_width$} {:<expected_width$} {}",
             result.expected, result.actual
-        );
+        )?;
     }
+    Ok(())
 }

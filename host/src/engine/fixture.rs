@@ -100,6 +100,8 @@ pub struct CaseResult {
 
 /// Everything one request produced.
 struct Evaluated {
+    /// What the gateway made of the request: interaction, target and patients.
+    classified: String,
     outcome: Outcome,
     message: String,
     decisions: Vec<ModuleDecision>,
@@ -145,12 +147,22 @@ impl FixtureRunner {
         Ok(FixtureRunner { engine, state })
     }
 
+    /// Loads the module with the file's config, as every case without its own config
+    /// does: a module that cannot load fails the whole file with one message.
+    pub fn check_module(&self, module_path: &Path, fixtures: &FixtureFile) -> Result<(), String> {
+        self.engine
+            .load(&PolicySpec {
+                name: module_name(module_path),
+                path: module_path.to_path_buf(),
+                config: serde_json::Value::Object(fixtures.config.clone()).to_string(),
+            })
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     /// Runs every case against the module at `module_path`, in file order.
     pub fn run(&self, module_path: &Path, fixtures: &FixtureFile) -> Vec<CaseResult> {
-        let module_name = module_path.file_stem().map_or_else(
-            || "policy".to_string(),
-            |s| s.to_string_lossy().into_owned(),
-        );
+        let module_name = module_name(module_path);
         // One load per distinct config: most cases share the file's.
         let mut loaded: BTreeMap<String, Result<Arc<ConfiguredPolicy>, String>> = BTreeMap::new();
         fixtures
@@ -201,6 +213,7 @@ impl FixtureRunner {
             Ok((evaluated, tally, unused)) => {
                 let actual = evaluated.outcome.to_string();
                 detail.push_str(&format!("  actual:   {actual}\n"));
+                detail.push_str(&format!("  gateway:  {}\n", evaluated.classified));
                 if tally.sent > 0 {
                     detail.push_str(&format!("  before:   {tally}\n"));
                 }
@@ -271,6 +284,14 @@ impl FixtureRunner {
     }
 }
 
+/// The name a module is loaded under (and its state namespaced by): its file stem.
+fn module_name(path: &Path) -> String {
+    path.file_stem().map_or_else(
+        || "policy".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
+}
+
 /// Everything about a case's result other than its outcome that is not as expected.
 fn differences(case: &FixtureCase, evaluated: &Evaluated, unused: Vec<String>) -> Vec<String> {
     let mut problems: Vec<String> = missing_findings(&case.findings, &evaluated.decisions)
@@ -314,6 +335,7 @@ fn evaluate_call(
         Ok(found) => found,
         Err(rejection) => {
             return Ok(Evaluated {
+                classified: "refused before any policy ran".to_string(),
                 outcome: Outcome::Refuse {
                     status: rejection.status,
                     rule: rejection.rule_id.to_string(),
@@ -324,6 +346,7 @@ fn evaluate_call(
         }
     };
     let request = policy_request(id, call, time_ms, &method, &target, &classification, body);
+    let classified = describe(&request);
     let mut decisions = Vec::new();
     let first = decide(policy, policy.evaluate(&request), &mut decisions);
     let outcome = match (&first, response) {
@@ -346,10 +369,42 @@ fn evaluate_call(
         .find_map(|d| d.denial.as_ref().map(|denial| denial.message.clone()))
         .unwrap_or_default();
     Ok(Evaluated {
+        classified,
         outcome,
         message,
         decisions,
     })
+}
+
+/// `search-type Observation, patients p1` — how the gateway classified a request, so a case
+/// that fails because of its request line (a route prefix left in, a misspelled type) shows
+/// why.
+fn describe(request: &super::Request) -> String {
+    let mut text = crate::audit::record::interaction_code(request.interaction).to_string();
+    if let Some(resource_type) = &request.resource_type {
+        text.push(' ');
+        text.push_str(resource_type);
+        if let Some(id) = &request.resource_id {
+            text.push('/');
+            text.push_str(id);
+        }
+    }
+    if let Some(operation) = &request.operation {
+        text.push_str(&format!(" ${operation}"));
+    }
+    let mut patients: Vec<&str> = request.patients.iter().map(String::as_str).collect();
+    patients.extend(
+        request
+            .entries
+            .iter()
+            .flat_map(|e| e.patients.iter().map(String::as_str)),
+    );
+    if patients.is_empty() {
+        text.push_str(", no patient");
+    } else {
+        text.push_str(&format!(", patients {}", patients.join(" ")));
+    }
+    text
 }
 
 fn decide(
