@@ -128,6 +128,7 @@ pub async fn send(
     if let Ok(value) = HeaderValue::from_str(&context.id) {
         headers.insert(HeaderName::from_static("x-request-id"), value);
     }
+    strict_handling(&mut headers);
     // Identity headers for the upstream. Clients cannot send or strip `x-ehrgate-*`
     // (requests that try are refused), so the upstream can trust them.
     if let Some(principal) = &context.principal {
@@ -173,6 +174,35 @@ where
     Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
 }
 
+/// Asks the upstream to refuse search parameters it does not know (R4 search.html#errors,
+/// `Prefer: handling=strict`) instead of ignoring them: the policies judged the parameters as
+/// written, and a server that silently drops one (a `patient` on a type that has none)
+/// would search wider than what was judged. The client's other preferences are kept; its
+/// own `handling` is replaced.
+fn strict_handling(headers: &mut HeaderMap) {
+    let mut preferences: Vec<String> = headers
+        .get_all(header::HeaderName::from_static("prefer"))
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|preference| {
+            !preference.is_empty()
+                && !preference
+                    .split(['=', ';'])
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .eq_ignore_ascii_case("handling")
+        })
+        .map(str::to_owned)
+        .collect();
+    preferences.push("handling=strict".to_owned());
+    if let Ok(value) = HeaderValue::from_str(&preferences.join(", ")) {
+        headers.insert(HeaderName::from_static("prefer"), value);
+    }
+}
+
 /// RFC 9110 §7.6.1: hop-by-hop headers are not forwarded, nor the headers `Connection` names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<String> = headers
@@ -197,5 +227,34 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         "proxy-authenticate",
     ] {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefer(values: &[&str]) -> String {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("prefer", HeaderValue::from_str(value).unwrap());
+        }
+        strict_handling(&mut headers);
+        let all: Vec<&str> = headers
+            .get_all("prefer")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        all.join(" | ")
+    }
+
+    #[test]
+    fn the_upstream_is_asked_for_strict_handling_and_other_preferences_stay() {
+        assert_eq!(prefer(&[]), "handling=strict");
+        assert_eq!(prefer(&["handling=lenient"]), "handling=strict");
+        assert_eq!(
+            prefer(&["return=minimal, Handling = lenient", "respond-async"]),
+            "return=minimal, respond-async, handling=strict"
+        );
     }
 }

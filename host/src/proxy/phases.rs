@@ -285,12 +285,17 @@ async fn run(
         context.principal = Some(verified.principal.clone());
         context.break_glass_reason = verified.break_glass_reason.clone();
     }
-    canonical::check_governing_duplicates(&below.params)?;
+    // POST operations: the simple parameters of a `Parameters` body are judged with the
+    // query's (R4 operations.html#request); the upstream still gets the request as sent.
+    let with_body_parameters =
+        canonical::with_operation_parameters(&parts.method, &below, body.as_deref());
+    let judged = with_body_parameters.as_ref().unwrap_or(&below);
+    canonical::check_governing_duplicates(&judged.params)?;
 
     // classify
     let classification = classify::classify(
         &parts.method,
-        &below,
+        judged,
         body.as_deref(),
         gateway.config.limits.max_batch_entries,
     )?;
@@ -304,7 +309,7 @@ async fn run(
     let policy_request = policy_request(
         context,
         route,
-        &below,
+        judged,
         &parts.headers,
         &parts.method,
         &classification,

@@ -11,6 +11,7 @@ use crate::request::{Rejection, quote};
 
 use percent::{Component, decode, encode_query_component, encode_segment};
 
+mod parameters;
 mod percent;
 #[cfg(test)]
 mod tests;
@@ -116,6 +117,32 @@ pub fn canonicalize_target(raw_target: &str) -> Result<CanonicalTarget, Rejectio
         None => Vec::new(),
     };
     Ok(CanonicalTarget::from_parts(segments, params))
+}
+
+pub use parameters::operation_parameters;
+
+/// For a POST to an operation (`.../$name`) whose body is a `Parameters` resource: `target`
+/// with the body's simple parameters after the query's, the view policies judge. `None` for
+/// every other request (nothing to add).
+pub fn with_operation_parameters(
+    method: &http::Method,
+    target: &CanonicalTarget,
+    body: Option<&[u8]>,
+) -> Option<CanonicalTarget> {
+    let is_operation = target
+        .segments
+        .last()
+        .is_some_and(|segment| segment.starts_with('$'));
+    if method != http::Method::POST || !is_operation {
+        return None;
+    }
+    let added = operation_parameters(body?);
+    if added.is_empty() {
+        return None;
+    }
+    let mut judged = target.clone();
+    judged.params.extend(added);
+    Some(judged)
 }
 
 /// Parses an `application/x-www-form-urlencoded` body (`POST [type]/_search`) with the same

@@ -93,6 +93,7 @@ fn classify_request(
     };
     let mut patients = Vec::new();
     let mut search_type = None;
+    let mut operation_type = None;
     match shape {
         Shape::Root if method == "POST" => {
             let Level::Request { max_batch_entries } = level else {
@@ -112,14 +113,26 @@ fn classify_request(
         }
         Shape::Root | Shape::SystemSearch => {
             // R4 search.html#_type: a system search narrowed by `_type` searches those types,
-            // with their parameters.
+            // with their parameters. A patient counts only if the parameters pin every listed
+            // type to them: a parameter one type defines and another does not is ignored by a
+            // lenient server for the second type, which is then searched unpinned.
+            let mut pinned: Option<Vec<String>> = None;
             for param in params.iter().filter(|param| param.name == "_type") {
                 for name in patients::or_values(&param.value) {
+                    let mut for_type = Vec::new();
                     if let TypeName::Known(resource_type) = fhir::resource_type(name) {
-                        patients::from_params(resource_type, params, &mut patients);
+                        patients::from_params(resource_type, params, &mut for_type);
                     }
+                    pinned = Some(match pinned {
+                        None => for_type,
+                        Some(so_far) => so_far
+                            .into_iter()
+                            .filter(|patient| for_type.contains(patient))
+                            .collect(),
+                    });
                 }
             }
+            patients.extend(pinned.unwrap_or_default());
         }
         Shape::Metadata | Shape::SystemHistory | Shape::Unrecognized => {}
         Shape::SystemOperation(operation) => {
@@ -134,7 +147,7 @@ fn classify_request(
         Shape::TypeOperation(resource_type, operation) => {
             classification.resource_type = Some(resource_type.to_string());
             classification.operation = Some(operation.to_string());
-            search_type = Some(resource_type);
+            operation_type = Some(resource_type);
         }
         Shape::Instance(resource_type, id) | Shape::InstanceHistory(resource_type, id) => {
             set_instance(&mut classification, &mut patients, resource_type, id);
@@ -163,6 +176,9 @@ fn classify_request(
     if let Some(resource_type) = search_type {
         patients::from_params(resource_type, params, &mut patients);
     }
+    if let Some(resource_type) = operation_type {
+        patients::from_operation_params(resource_type, params, &mut patients);
+    }
     match (classification.interaction, shape) {
         (Interaction::Create, Shape::Type(resource_type)) => {
             if let Some(resource) = resource_body(resource_type, body)? {
@@ -179,7 +195,7 @@ fn classify_request(
         }
         (Interaction::Patch, Shape::Instance(resource_type, _)) => {
             if let Some(patch) = resource_body(resource_type, body)? {
-                patients::from_json_patch(resource_type, &patch, &mut patients);
+                patients::from_patch(&patch, &mut patients);
             }
         }
         _ => {}

@@ -54,6 +54,7 @@ pub fn check_request(
 ) -> Result<(), Rejection> {
     check_method(method)?;
     check_method_override(headers)?;
+    check_conditional_create(headers)?;
     check_reserved(headers)?;
     check_connection(headers)?;
     check_host(authority, headers)?;
@@ -125,6 +126,21 @@ fn check_method_override(headers: &HeaderMap) -> Result<(), Rejection> {
             ),
         )),
     }
+}
+
+/// R4 http.html#ccreate: `If-None-Exist` makes a create a search first, and the server
+/// answers with the matching resource (or how many matched) instead of creating one. The
+/// criteria are a query no policy sees, so a create-only grant would become a read of any
+/// resource; conditional creates are refused.
+fn check_conditional_create(headers: &HeaderMap) -> Result<(), Rejection> {
+    if !headers.contains_key("if-none-exist") {
+        return Ok(());
+    }
+    Err(Rejection::bad_request(
+        "headers.conditional-create",
+        "header `If-None-Exist` (conditional create) searches with criteria no policy checks; \
+         expected a plain create, with a search first if duplicates matter",
+    ))
 }
 
 fn check_reserved(headers: &HeaderMap) -> Result<(), Rejection> {

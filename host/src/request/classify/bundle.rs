@@ -84,6 +84,12 @@ fn classify_entry(entry: &Value) -> Result<Entry, Rejection> {
         return Err(bad_entry("`request.url` is missing"));
     };
     check_entry_url(url)?;
+    if request.get("ifNoneExist").is_some() {
+        // As the `If-None-Exist` header (see `request/headers.rs`): a search no policy sees.
+        return Err(bad_entry(
+            "`request.ifNoneExist` (conditional create) searches with criteria no policy checks",
+        ));
+    }
     let target = canonicalize_target(&format!("/{url}"))?;
     check_governing_duplicates(&target.params)?;
     let body = entry.get("resource").map_or(Body::Absent, Body::Parsed);
@@ -94,6 +100,8 @@ fn classify_entry(entry: &Value) -> Result<Entry, Rejection> {
         body,
         Level::BundleEntry,
     )?;
+    check_entry_resource(entry, classification.interaction)?;
+    check_full_url(entry, method, &target.path)?;
     Ok(Entry {
         method: method.to_string(),
         path: target.path,
@@ -104,6 +112,47 @@ fn classify_entry(entry: &Value) -> Result<Entry, Rejection> {
         params: target.params,
         patients: classification.patients,
     })
+}
+
+/// Only entries that write a resource may carry one: a server that executes a POST entry
+/// with a `resource` as a create would otherwise store what the gateway classified as a
+/// search (`POST Observation/_search`) and never judged as a write.
+fn check_entry_resource(entry: &Value, interaction: Interaction) -> Result<(), Rejection> {
+    let writes = matches!(
+        interaction,
+        Interaction::Create | Interaction::Update | Interaction::Patch | Interaction::Operation
+    );
+    if entry.get("resource").is_none() || writes {
+        return Ok(());
+    }
+    Err(bad_entry(
+        "the entry carries a `resource` but its request does not write one",
+    ))
+}
+
+/// R4 bundle.html#references: a transaction resolves references to an entry's `fullUrl` to
+/// whatever that entry creates or matches. A POST entry's `fullUrl` must therefore be a
+/// placeholder (`urn:uuid:` or `urn:oid:`); one that looks like `Patient/123` would make
+/// references the gateway read as patient 123 point at another resource. Other entries
+/// may name themselves (a URL ending in their own path) or use a placeholder.
+fn check_full_url(entry: &Value, method: &str, path: &str) -> Result<(), Rejection> {
+    let Some(full_url) = entry.get("fullUrl") else {
+        return Ok(());
+    };
+    let Some(full_url) = full_url.as_str() else {
+        return Err(bad_entry("`fullUrl` is not a string"));
+    };
+    let placeholder = full_url.starts_with("urn:uuid:") || full_url.starts_with("urn:oid:");
+    let names_itself =
+        method != "POST" && !path.is_empty() && full_url.ends_with(path) && !full_url.contains('?');
+    if placeholder || names_itself {
+        return Ok(());
+    }
+    Err(bad_entry(&format!(
+        "`fullUrl` `{}` is neither a `urn:uuid:`/`urn:oid:` placeholder nor the entry's own \
+         URL (a POST entry needs a placeholder)",
+        quote(full_url)
+    )))
 }
 
 /// R4 http.html#transaction: `request.url` is relative to the base. An absolute URL could
@@ -138,8 +187,8 @@ fn bad_entry(problem: &str) -> Rejection {
     Rejection::bad_request(
         "classify.bad-bundle-entry",
         format!(
-            "{problem}; expected `request.method` (GET, HEAD, POST, PUT, DELETE or PATCH) and \
-             `request.url`"
+            "{problem}; expected `request.method` (GET, HEAD, POST, PUT, DELETE or PATCH), \
+             `request.url`, and a `resource` only on entries that write one"
         ),
     )
 }

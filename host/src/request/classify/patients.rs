@@ -1,7 +1,8 @@
 //! Which patients a request touches: ids from patient-compartment search parameters
-//! (FHIR R4 compartmentdefinition-patient.html), from references in a written resource, and
-//! from a JSON Patch. Extraction reports what it can read and skips what it cannot
-//! interpret; policies still see every parameter and decide on the rest.
+//! (FHIR R4 compartmentdefinition-patient.html), from every Patient reference in a written
+//! resource, and from the references a patch writes. Extraction reports what it can read
+//! and skips what it cannot interpret; policies still see every parameter and decide on the
+//! rest.
 
 use serde_json::Value;
 
@@ -14,14 +15,48 @@ use crate::request::fhir;
 /// counts only with the `:Patient` type modifier.
 const PATIENT_ONLY_PARAMS: &[&str] = &["patient", "beneficiary"];
 
-/// The top-level reference elements that point a written resource at its patient.
-const REFERENCE_ELEMENTS: &[&str] = &["subject", "patient", "beneficiary"];
+/// Compartment types that define no `patient` search parameter in R4 (Patient is searched
+/// by `_id` and `link`, AdverseEvent by `subject`, Group by `member`, Schedule by `actor`,
+/// SupplyRequest by `subject`/`requester`). A server that ignores unknown parameters
+/// (search.html#errors, `handling=lenient`) would search every patient, so `patient=` there
+/// is no pin.
+const NO_PATIENT_PARAM: &[&str] = &[
+    "Patient",
+    "AdverseEvent",
+    "Group",
+    "Schedule",
+    "SupplyRequest",
+];
+
+/// How deep a written resource is searched for references: far deeper than any R4 resource
+/// nests, so a crafted body cannot make the walk costly.
+const MAX_REFERENCE_DEPTH: usize = 64;
 
 /// Adds the patients named by `params` for a search on `resource_type`: the values of the
 /// type's compartment parameters and of `patient` (also with the `:Patient` modifier), and
 /// `_id` on Patient. Chained names (`subject.name`) and other modifiers (`:not`, `:missing`,
 /// `:identifier`) do not name a patient by id and are skipped.
 pub(super) fn from_params(resource_type: &str, params: &[Param], patients: &mut Vec<String>) {
+    from_params_of(resource_type, params, false, patients);
+}
+
+/// As [`from_params`], for a type-level operation (`Patient/$export?patient=123`): its
+/// parameters are the operation's, not search parameters, and an operation that takes
+/// `patient` takes it on every type.
+pub(super) fn from_operation_params(
+    resource_type: &str,
+    params: &[Param],
+    patients: &mut Vec<String>,
+) {
+    from_params_of(resource_type, params, true, patients);
+}
+
+fn from_params_of(
+    resource_type: &str,
+    params: &[Param],
+    operation: bool,
+    patients: &mut Vec<String>,
+) {
     let compartment = fhir::patient_compartment_params(resource_type);
     for param in params {
         if param.name.contains('.') {
@@ -40,10 +75,11 @@ pub(super) fn from_params(resource_type: &str, params: &[Param], patients: &mut 
             }
             continue;
         }
-        // `patient` counts on every type: R4 defines it wherever it exists as a reference to
-        // Patient (Observation's `patient` is `subject` narrowed to Patient), even on types
-        // whose compartment entry names only `subject`.
-        let names_patient = base.eq_ignore_ascii_case("patient")
+        // `patient` counts where R4 defines it as a reference to Patient (Observation's
+        // `patient` is `subject` narrowed to Patient), even on types whose compartment entry
+        // names only `subject`; not on the types that have no such parameter.
+        let names_patient = (base.eq_ignore_ascii_case("patient")
+            && (operation || !NO_PATIENT_PARAM.contains(&resource_type)))
             || compartment
                 .iter()
                 .any(|name| name.eq_ignore_ascii_case(base));
@@ -65,76 +101,74 @@ pub(super) fn from_params(resource_type: &str, params: &[Param], patients: &mut 
     }
 }
 
-/// Adds the patients a resource body points at: for a compartment type, the `reference` of
-/// its top-level `subject`, `patient` and `beneficiary` elements (single or repeated); for a
-/// Patient, its own `id` and its `link.other` references.
+/// Adds the patients a written resource points at: for a Patient, its own `id`; for every
+/// type, each Patient reference anywhere in it (`subject`, `performer`, `link.other`,
+/// contained resources, extensions...). Counting every reference, not only the compartment
+/// elements, means a write that mentions another patient anywhere is seen as touching them.
 pub(super) fn from_resource(resource_type: &str, resource: &Value, patients: &mut Vec<String>) {
-    if fhir::patient_compartment_params(resource_type).is_empty() {
-        return;
+    if resource_type == "Patient"
+        && let Some(id) = resource.get("id").and_then(Value::as_str)
+        && fhir::is_valid_id(id)
+    {
+        patients.push(id.to_string());
     }
-    if resource_type == "Patient" {
-        if let Some(id) = resource.get("id").and_then(Value::as_str)
-            && fhir::is_valid_id(id)
-        {
-            patients.push(id.to_string());
-        }
-        for link in resource
-            .get("link")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            push_references(link.get("other"), false, patients);
-        }
-    }
-    for element in REFERENCE_ELEMENTS {
-        push_references(resource.get(*element), false, patients);
-    }
+    push_all_references(resource, 0, patients);
 }
 
-/// Adds the patients a JSON Patch (RFC 6902) writes into `subject`, `patient` or
-/// `beneficiary`. Other patch formats (FHIRPath Patch, a Parameters resource) add nothing:
-/// their target is the path's resource, which the policies see.
-pub(super) fn from_json_patch(resource_type: &str, patch: &Value, patients: &mut Vec<String>) {
-    if fhir::patient_compartment_params(resource_type).is_empty() {
-        return;
-    }
-    let Some(operations) = patch.as_array() else {
-        return;
-    };
-    for operation in operations {
-        let writes = matches!(
-            operation.get("op").and_then(Value::as_str),
-            Some("add" | "replace")
-        );
-        let Some(path) = operation.get("path").and_then(Value::as_str) else {
-            continue;
-        };
-        let mut pointer = path.strip_prefix('/').unwrap_or_default().split('/');
-        let element = pointer.next().unwrap_or_default();
-        if !writes || !REFERENCE_ELEMENTS.contains(&element) {
-            continue;
+/// Adds the patients a patch writes: every Patient reference in the values of a JSON Patch
+/// (RFC 6902; a `/.../reference` path's string value included) or of a FHIRPath Patch
+/// (a Parameters resource, R4 fhirpatch.html). `copy` and `move` carry no value; the
+/// policies see the patch body and judge them.
+pub(super) fn from_patch(patch: &Value, patients: &mut Vec<String>) {
+    if let Some(operations) = patch.as_array() {
+        for operation in operations {
+            // Only `add` and `replace` write a value; `test` compares and `remove` deletes.
+            let writes = matches!(
+                operation.get("op").and_then(Value::as_str),
+                Some("add" | "replace")
+            );
+            if !writes {
+                continue;
+            }
+            let value = operation.get("value");
+            let path = operation
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Some(Value::String(reference)) = value
+                && path.ends_with("/reference")
+                && let Some(id) = patient_id(reference, false)
+            {
+                patients.push(id.to_string());
+            }
+            if let Some(value) = value {
+                push_all_references(value, 0, patients);
+            }
         }
-        // `/subject/reference` sets the reference string itself.
-        let string_is_reference = path.ends_with("/reference");
-        push_references(operation.get("value"), string_is_reference, patients);
+        return;
     }
+    push_all_references(patch, 0, patients);
 }
 
-/// Adds the patient of a Reference, of each Reference in an array, or of a reference string
-/// when `string_is_reference`.
-fn push_references(value: Option<&Value>, string_is_reference: bool, patients: &mut Vec<String>) {
-    let mut push = |reference: Option<&str>| {
-        if let Some(id) = reference.and_then(|reference| patient_id(reference, false)) {
-            patients.push(id.to_string());
-        }
-    };
+/// Every `reference` string (of a Reference) and `valueReference` under `value`.
+fn push_all_references(value: &Value, depth: usize, patients: &mut Vec<String>) {
+    if depth > MAX_REFERENCE_DEPTH {
+        return;
+    }
     match value {
-        Some(Value::String(reference)) if string_is_reference => push(Some(reference)),
-        Some(Value::Object(object)) => push(object.get("reference").and_then(Value::as_str)),
-        Some(Value::Array(items)) => {
+        Value::Object(object) => {
+            if let Some(Value::String(reference)) = object.get("reference")
+                && let Some(id) = patient_id(reference, false)
+            {
+                patients.push(id.to_string());
+            }
+            for child in object.values() {
+                push_all_references(child, depth + 1, patients);
+            }
+        }
+        Value::Array(items) => {
             for item in items {
-                push(item.get("reference").and_then(Value::as_str));
+                push_all_references(item, depth + 1, patients);
             }
         }
         _ => {}

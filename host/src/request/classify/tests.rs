@@ -272,7 +272,21 @@ const PATIENTS: &[(&str, &str, Option<&str>, &[&str])] = &[
     ("POST", "/Claim", Some(r#"{"resourceType":"Claim","patient":{"reference":"Patient/32"}}"#), &["32"]),
     ("PUT", "/Patient/25", Some(r#"{"resourceType":"Patient","id":"25"}"#), &["25"]),
     ("POST", "/Patient", Some(r#"{"resourceType":"Patient","id":"26","link":[{"other":{"reference":"Patient/27"}}]}"#), &["26", "27"]),
-    ("POST", "/Practitioner", Some(r#"{"resourceType":"Practitioner","subject":{"reference":"Patient/1"}}"#), &[]),
+    // Every Patient reference in a written resource counts, compartment element or not.
+    ("POST", "/Practitioner", Some(r#"{"resourceType":"Practitioner","subject":{"reference":"Patient/1"}}"#), &["1"]),
+    ("POST", "/Observation", Some(r#"{"resourceType":"Observation","subject":{"reference":"Patient/1"},"performer":[{"reference":"Patient/2"}],"contained":[{"resourceType":"Observation","subject":{"reference":"Patient/3"}}]}"#), &["1", "2", "3"]),
+    ("POST", "/Device", Some(r#"{"resourceType":"Device","patient":{"reference":"Patient/4"}}"#), &["4"]),
+    ("PATCH", "/Observation/2", Some(r#"[{"op":"add","path":"/performer/-","value":{"reference":"Patient/31"}}]"#), &["31"]),
+    ("PATCH", "/Observation/2", Some(r#"{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.subject"},{"name":"value","valueReference":{"reference":"Patient/32"}}]}]}"#), &["32"]),
+    // Types without a `patient` search parameter are not pinned by one (a lenient server
+    // ignores it and searches everybody).
+    ("GET", "/Patient?patient=5&family=x", None, &[]),
+    ("GET", "/AdverseEvent?patient=5", None, &[]),
+    ("GET", "/AdverseEvent?subject=Patient/5", None, &["5"]),
+    // A system search is pinned only to patients every listed type is pinned to.
+    ("GET", "/?_type=Patient,Observation&_id=6", None, &[]),
+    ("GET", "/?_type=Observation,Condition&patient=7", None, &["7"]),
+    ("GET", "/?_type=Patient,Observation&patient=8", None, &[]),
     ("PATCH", "/Observation/2", Some(r#"[{"op":"replace","path":"/subject","value":{"reference":"Patient/28"}}]"#), &["28"]),
     ("PATCH", "/Observation/2", Some(r#"[{"op":"replace","path":"/subject/reference","value":"Patient/29"}]"#), &["29"]),
     ("PATCH", "/Observation/2", Some(r#"[{"op":"test","path":"/subject/reference","value":"Patient/29"}]"#), &[]),
@@ -447,6 +461,17 @@ fn bad_entries_reject_the_whole_bundle() {
         (entry_with("POST", "?x=1", nested), "classify.nested-bundle"),
         (entry_with("PUT", "Patient/1", json!({"resourceType": "Patient", "id": "2"})), "classify.body-id-mismatch"),
         (entry_with("POST", "Observation", json!({"resourceType": "Patient"})), "classify.body-type-mismatch"),
+        // Conditional creates search with criteria no policy sees.
+        (json!({"resource": {"resourceType": "Observation"}, "request": {"method": "POST", "url": "Observation", "ifNoneExist": "patient=2"}}), "classify.bad-bundle-entry"),
+        // A resource on an entry that does not write one (a server may create it anyway).
+        (entry_with("POST", "Observation/_search?patient=1", json!({"resourceType": "Observation"})), "classify.bad-bundle-entry"),
+        (entry_with("GET", "Observation/1", json!({"resourceType": "Observation"})), "classify.bad-bundle-entry"),
+        (entry_with("DELETE", "Observation/1", json!({"resourceType": "Observation"})), "classify.bad-bundle-entry"),
+        // A POST entry's fullUrl must be a placeholder, not an alias of a real resource.
+        (json!({"fullUrl": "Patient/1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}), "classify.bad-bundle-entry"),
+        (json!({"fullUrl": "https://ehr.example/fhir/Patient/1", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}), "classify.bad-bundle-entry"),
+        (json!({"fullUrl": "urn:uuid:1/Patient/2", "resource": {"resourceType": "Patient", "id": "2"}, "request": {"method": "PUT", "url": "Patient/3"}}), "classify.body-id-mismatch"),
+        (json!({"fullUrl": "https://ehr.example/fhir/Patient/9", "resource": {"resourceType": "Patient", "id": "3"}, "request": {"method": "PUT", "url": "Patient/3"}}), "classify.bad-bundle-entry"),
     ];
     for (bad, rule_id) in cases {
         let shown = bad.to_string();
@@ -507,4 +532,15 @@ fn strict_json() {
         json::parse(deep.as_bytes()),
         Err(json::JsonError::Syntax(_))
     ));
+}
+
+#[test]
+fn placeholders_and_self_naming_full_urls_are_accepted() {
+    let entries = vec![
+        json!({"fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a", "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}),
+        json!({"fullUrl": "urn:oid:1.2.3", "resource": {"resourceType": "Observation"}, "request": {"method": "POST", "url": "Observation"}}),
+        json!({"fullUrl": "https://ehr.example/fhir/Patient/3", "resource": {"resourceType": "Patient", "id": "3"}, "request": {"method": "PUT", "url": "Patient/3"}}),
+    ];
+    let classified = post_bundle(&bundle("transaction", entries)).unwrap();
+    assert_eq!(classified.entries.len(), 3);
 }

@@ -29,6 +29,8 @@ const CASES: &[Case] = &[
     ("PROPFIND", None, &[HOST], Some((405, "headers.method-not-allowed"))),
     // Method overrides
     ("POST", None, &[HOST, ("x-http-method-override", "DELETE")], Some((400, "headers.method-override"))),
+    ("POST", None, &[HOST, ("if-none-exist", "patient=2")], Some((400, "headers.conditional-create"))),
+    ("PUT", None, &[HOST, ("if-match", "W/\"1\"")], None),
     ("POST", None, &[HOST, ("x-http-method", "DELETE")], Some((400, "headers.method-override"))),
     ("GET", None, &[HOST, ("x-method-override", "PUT")], Some((400, "headers.method-override"))),
     // Connection options (RFC 9110 §7.6.1) and protocol upgrades (RFC 9110 §7.8)
