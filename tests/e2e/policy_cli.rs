@@ -26,6 +26,7 @@ fn policy_test(module: &str, fixtures: &std::path::Path) -> (bool, String) {
 const CONFORMANCE_TABLES: &[(&str, &str, usize)] = &[
     ("least-privilege", "least-privilege.toml", 304),
     ("least-privilege", "least-privilege-example.toml", 10),
+    ("least-privilege", "least-privilege-attacks.toml", 100),
     ("rate-limit", "rate-limit.toml", 30),
     ("anomaly", "anomaly.toml", 60),
 ];

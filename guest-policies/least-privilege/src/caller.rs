@@ -297,9 +297,12 @@ impl<'a> Caller<'a> {
     }
 }
 
-/// Whether a search's patients pin it to exactly `patient`: the host lists the patients
-/// the compartment parameters name, so a search pinned to the launch patient names it and
-/// no one else.
-pub fn pinned_to(patients: &[String], patient: &str) -> bool {
-    !patients.is_empty() && patients.iter().all(|found| found == patient)
+/// The first of `patients` that is not `patient`: a request naming anyone else is not
+/// confined to the launch patient, whatever its type (a `Device?patient=` or
+/// `Patient/456/Device` search names a patient too).
+pub fn other_patient<'p>(patients: &'p [String], patient: &str) -> Option<&'p str> {
+    patients
+        .iter()
+        .find(|found| *found != patient)
+        .map(String::as_str)
 }

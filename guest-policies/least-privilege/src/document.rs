@@ -1,6 +1,5 @@
-//! Reading FHIR JSON (response bodies, written resources) into only what the checks look
-//! at. A search set of a few hundred kilobytes must be judged within the sandbox's deadline
-//! of a few milliseconds, and building a `serde_json::Value` (an owned string for every
+//! Reading FHIR JSON response bodies into only what the checks look at. A search set of a
+//! few hundred kilobytes must be judged within the sandbox's deadline of a few milliseconds, and building a `serde_json::Value` (an owned string for every
 //! member name and value, a map per object) costs several times what the checks do. So the
 //! document becomes a [`Node`] tree that borrows its strings from the body, names members
 //! by `&'static str`, and keeps only the members in [`KEPT_MEMBERS`]. A member missing from
@@ -52,9 +51,11 @@ impl JsonTree for Node<'_> {
 }
 
 /// The member names the checks read, at any depth, sorted (byte order) for binary search:
-/// Bundle and Parameters structure, `meta.security` labels, the segments of every
-/// compartment reference path (`ehrgate_sdk::fhir::patient_reference_paths`) and the token
-/// elements granular scopes are checked against (`ehrgate_sdk::scope::token_element`).
+/// Bundle and Parameters structure, `meta.security` labels, `contained` resources, the
+/// segments of every compartment reference path (`ehrgate_sdk::fhir::patient_reference_paths`)
+/// and of the patient elements of types outside the compartment
+/// (`ehrgate_sdk::fhir::patient_link_paths`), and the token elements granular scopes are
+/// checked against (`ehrgate_sdk::scope::token_element`).
 const KEPT_MEMBERS: &[&str] = &[
     "action",
     "activity",
@@ -70,10 +71,12 @@ const KEPT_MEMBERS: &[&str] = &[
     "clinicalStatus",
     "code",
     "coding",
+    "contained",
     "deliverTo",
     "detail",
     "entity",
     "entry",
+    "for",
     "id",
     "individual",
     "link",
@@ -99,6 +102,7 @@ const KEPT_MEMBERS: &[&str] = &[
     "resourceType",
     "search",
     "security",
+    "securityContext",
     "sender",
     "source",
     "status",
@@ -226,7 +230,10 @@ mod tests {
     fn kept_members_are_sorted_and_cover_every_path_the_checks_read() {
         assert!(KEPT_MEMBERS.windows(2).all(|pair| pair[0] < pair[1]));
         for resource_type in fhir::RESOURCE_TYPES {
-            for path in fhir::patient_reference_paths(resource_type) {
+            let paths = fhir::patient_reference_paths(resource_type)
+                .iter()
+                .chain(fhir::patient_link_paths(resource_type));
+            for path in paths {
                 for segment in path.split('.') {
                     assert!(KEPT_MEMBERS.contains(&segment), "{resource_type}.{path}");
                 }

@@ -9,7 +9,8 @@
 //! - [`config`]: the JSON configuration and its checks.
 //! - [`caller`]: scopes, roles, bindings and break-the-glass of one caller.
 //! - [`action`]: requests and Bundle entries, and the per-interaction checks, with
-//!   [`search`], [`write`] and [`operation`].
+//!   [`search`], [`write`] (and [`references`] and [`patch`] for what a write references)
+//!   and [`operation`].
 //! - [`response`] and [`labels`]: the response hook.
 
 use ehrgate_sdk::{Capabilities, Decision, Interaction, Policy, Request, Response, Severity};
@@ -20,6 +21,8 @@ mod config;
 mod document;
 mod labels;
 mod operation;
+mod patch;
+mod references;
 mod refusal;
 mod response;
 mod search;

@@ -7,10 +7,11 @@ use ehrgate_sdk::fhir;
 use ehrgate_sdk::{Permission, Permissions};
 
 use crate::action::Action;
-use crate::caller::{Binding, Caller, Notes, Target, pinned_to};
+use crate::caller::{Binding, Caller, Notes, Target, other_patient};
 use crate::config::{Context, lists_context};
+use crate::references;
 use crate::refusal::{self, Refusal};
-use crate::search::list_values;
+use crate::search::{Confinement, confinement, list_values};
 
 /// `rs`: what `$everything` and `$export` need on each type they return (healthcare
 /// reference; SMART v1 `.read`).
@@ -164,10 +165,16 @@ fn everything(caller: &Caller<'_>, action: &Action<'_>, notes: &mut Notes) -> Re
         return Ok(());
     };
     let problem = match (resource_type, action.resource_id) {
-        ("Patient", Some(id)) if id == patient => return Ok(()),
+        ("Patient", Some(id)) if id != patient => {
+            format!("{} is not the launch patient", action.describe())
+        }
+        _ if other_patient(action.patients, patient).is_some() => format!(
+            "`$everything` on {} names another patient than the launch patient",
+            action.describe()
+        ),
+        ("Patient", Some(_)) => return Ok(()),
         // Checked in the response: the Encounter's subject is not visible before it.
         ("Encounter", Some(_)) => return Ok(()),
-        ("Patient", Some(_)) => format!("{} is not the launch patient", action.describe()),
         _ => format!(
             "type-level `{resource_type}/$everything` returns every patient's records, not only \
              the launch patient's"
@@ -245,25 +252,63 @@ fn export(caller: &Caller<'_>, action: &Action<'_>, notes: &mut Notes) -> Result
         contexts: Some(contexts),
         missing_rule: refusal::EXPORT_TYPE,
     };
-    match binding_for(caller, &targets, &need)? {
-        Binding::Unbound => Ok(()),
-        Binding::Patient(patient) if pinned_to(action.patients, patient) => Ok(()),
-        Binding::Patient(patient) => caller.compartment_refusal(
-            Refusal::new(
-                refusal::COMPARTMENT,
-                format!(
-                    "a Patient-level export by a patient-bound token must be pinned with \
-                     `patient={patient}`"
-                ),
+    let Binding::Patient(patient) = binding_for(caller, &targets, &need)? else {
+        return Ok(());
+    };
+    let problem = match export_confinement(action, patient) {
+        Confinement::Pinned => return Ok(()),
+        Confinement::Unpinned => "must be pinned with".to_string(),
+        Confinement::Other(other) => {
+            format!("names `Patient/{other}`; it must name only the launch patient, as")
+        }
+    };
+    caller.compartment_refusal(
+        Refusal::new(
+            refusal::COMPARTMENT,
+            format!(
+                "a Patient-level export by a patient-bound token {problem} `patient={patient}`"
             ),
-            notes,
         ),
+        notes,
+    )
+}
+
+/// Bulk Data `patient` (export.html, query or `Parameters` body, merged into the params):
+/// every value must be the launch patient, and there must be one.
+fn export_confinement(action: &Action<'_>, patient: &str) -> Confinement {
+    let mut pinned = false;
+    for param in action.params {
+        let (base, modifier) = ehrgate_sdk::search::split_modifier(&param.name);
+        if base != "patient" {
+            continue;
+        }
+        for value in ehrgate_sdk::search::split_unescaped(&param.value, ',') {
+            let id = match (modifier, references::judge_text(value, None)) {
+                (None, references::Points::Patient(id)) => id,
+                (None, _) if fhir::is_valid_id(value) => value,
+                _ => return Confinement::Unpinned,
+            };
+            if id != patient {
+                return Confinement::Other(id.to_string());
+            }
+            pinned = true;
+        }
+    }
+    if let Some(other) = other_patient(action.patients, patient) {
+        return Confinement::Other(other.to_string());
+    }
+    if pinned {
+        Confinement::Pinned
+    } else {
+        Confinement::Unpinned
     }
 }
 
 /// An operation the config lists with the permissions it needs on its resource type. Bound,
-/// the instance-level form on Patient needs the launch patient, the type-level form on a
-/// compartment type must be pinned to it, and the system-level form cannot be confined.
+/// the instance-level form on Patient needs the launch patient, on another resource that may
+/// belong to a patient only an operation that answers with the instance itself (see
+/// [`returns_the_instance`]), the type-level form on a compartment type must be pinned to
+/// it, no form may name another patient, and the system-level form cannot be confined.
 /// `$graphql` queries reach across resources and are never allowed for bound grants.
 fn listed(
     caller: &Caller<'_>,
@@ -288,26 +333,52 @@ fn listed(
             "`$graphql` queries cannot be confined to the launch patient's compartment",
         ));
     }
-    let confined = match (action.resource_type, action.resource_id) {
-        (None, _) => false,
-        (Some("Patient"), Some(id)) => id == patient,
-        // Instance of another type: checked in the response.
-        (Some(_), Some(_)) => true,
-        (Some(resource_type), None) => {
-            !fhir::is_compartment_type(resource_type) || pinned_to(action.patients, patient)
+    let problem = match (action.resource_type, action.resource_id) {
+        (None, _) => "is not confined to",
+        (Some("Patient"), Some(id)) if id != patient => "is not confined to",
+        _ if other_patient(action.patients, patient).is_some() => "names another patient than",
+        (Some("Patient"), Some(_)) => return Ok(()),
+        // Another patient's resource, unless the response is the instance itself, where
+        // the response hook sees whose it is. `$meta`, `$meta-delete` or `$validate` answer
+        // with a Meta or an OperationOutcome: they would read or change another patient's
+        // resource unseen.
+        (Some(resource_type), Some(_)) if !references::patient_paths(resource_type).is_empty() => {
+            if returns_the_instance(name, resource_type, action) {
+                return Ok(());
+            }
+            "does not return the instance, so the gateway cannot check that it belongs to"
         }
+        (Some(_), Some(_)) => return Ok(()),
+        (Some(resource_type), None) => match confinement(resource_type, action, patient) {
+            Confinement::Pinned => return Ok(()),
+            Confinement::Unpinned if !fhir::is_compartment_type(resource_type) => return Ok(()),
+            Confinement::Unpinned => "is not confined to",
+            Confinement::Other(_) => "names another patient than",
+        },
     };
-    if confined {
-        return Ok(());
-    }
     caller.compartment_refusal(
         Refusal::new(
             refusal::COMPARTMENT,
             format!(
-                "`${name}` on {} is not confined to the launch patient `Patient/{patient}`",
+                "`${name}` on {} {problem} the launch patient `Patient/{patient}`",
                 action.describe()
             ),
         ),
         notes,
     )
+}
+
+/// Instance operations on a patient's resources (other than the Patient) that answer with
+/// the instance itself, so that the response hook can place it: `Composition/[id]/$document`
+/// (R4 composition-operation-document: a document Bundle whose first entry is the
+/// Composition, every entry checked), unless it also stores the document (`persist=true`).
+/// Every other instance operation on such a resource is refused for patient-bound tokens.
+fn returns_the_instance(name: &str, resource_type: &str, action: &Action<'_>) -> bool {
+    match (name, resource_type) {
+        ("document", "Composition") => !action
+            .params
+            .iter()
+            .any(|param| param.name.starts_with("persist") && param.value != "false"),
+        _ => false,
+    }
 }

@@ -1,8 +1,10 @@
-//! The response hook: every resource a read, search, history, operation or Bundle returns,
-//! including `search.mode = include` entries, must be one the token may read (a grant of
-//! `r` or `s` on its type whose restrictions it matches), inside the launch patient's
-//! compartment when the grant is patient-bound (R4 compartmentdefinition-patient), and
-//! cleared for its security labels. A response that must be checked but cannot be read
+//! The response hook: every resource a read, search, history, operation, write or Bundle
+//! returns, including `search.mode = include` entries, must be one the token may hold (a
+//! grant of `r` or `s` on its type whose restrictions it matches, or for what a write
+//! returns, the grant of the write), inside the launch patient's compartment when the grant
+//! is patient-bound (R4 compartmentdefinition-patient), and cleared for its security
+//! labels. Contained resources are checked with their container: labels, and the
+//! compartment when they name a patient. A response that must be checked but cannot be read
 //! (XML, not JSON) is refused rather than released unseen.
 
 use std::fmt;
@@ -54,7 +56,7 @@ pub fn check_response(
     let returns_resources = matches!(
         request.interaction,
         Interaction::Batch | Interaction::Transaction
-    ) || returns_what_it_reads(request.interaction);
+    ) || returned_by(request.interaction).is_some();
     // Errors carry OperationOutcomes; 202 is an asynchronous kick-off (Bulk Data), 204 has
     // no body; HEAD (classified as a read) has no body by definition.
     if !returns_resources
@@ -68,7 +70,10 @@ pub fn check_response(
         // R4 http.html#binary: a Binary read returns its raw content type.
         let binary_read = request.resource_type.as_deref() == Some("Binary")
             && matches!(request.interaction, Interaction::Read | Interaction::Vread);
-        if binary_read {
+        // A write answered without a body (`Prefer: return=minimal`) returns nothing; one
+        // whose body is not shown (not JSON, or too large) is refused like a read's.
+        let nothing_returned = request.interaction.is_write() && response.content_type.is_none();
+        if binary_read || nothing_returned {
             return Ok(());
         }
         return Err(Refusal::new(
@@ -76,48 +81,64 @@ pub fn check_response(
             "the response is not JSON this policy can check; request `_format=json`",
         ));
     };
+    if request.interaction.is_write() && body.trim().is_empty() {
+        return Ok(());
+    }
     let document = document::parse(body).map_err(|_| {
         Refusal::new(
             refusal::RESPONSE_FORMAT,
             "the response body is not valid JSON, so it cannot be checked",
         )
     })?;
-    let mut grants = GrantCache::default();
-    let mut visit = |resource: &Node<'_>, appearance| {
-        check_resource(caller, request, resource, appearance, &mut grants, notes)
+    let mut checker = Checker {
+        caller,
+        request,
+        grants: GrantCache::default(),
+        notes,
+        written: None,
     };
     match bundle_entries_by_request(request, &document) {
         // R4 http.html#transaction-response: the response entries answer the request's
-        // entries in order. What a write entry returns is what it wrote (checked on the way
-        // in, and possibly of a type the token may write but not read); what a read entry
-        // returns is checked like any read.
+        // entries in order. What a read entry returns is checked like any read; what a
+        // write entry returns like what a write returns (a conditional create, or a server
+        // that answers with something else, may return another patient's resource).
         Some(entries) => {
             for (entry, asked) in entries.iter().zip(&request.entries) {
-                if let Some(resource) = entry.member("resource")
-                    && returns_what_it_reads(asked.interaction)
-                {
-                    walk(resource, Appearance::of_entry(entry), 1, &mut visit)?;
+                if let Some(resource) = entry.member("resource") {
+                    checker.written = returned_by(asked.interaction).flatten();
+                    checker.walk(resource, Appearance::of_entry(entry), 1)?;
                 }
             }
             Ok(())
         }
-        None => walk(&document, Appearance::Plain, 0, &mut visit),
+        None => {
+            checker.written = returned_by(request.interaction).flatten();
+            checker.walk(&document, Appearance::Plain, 0)
+        }
     }
 }
 
-/// Interactions whose response holds resources the caller asked to read.
-fn returns_what_it_reads(interaction: Interaction) -> bool {
-    matches!(
-        interaction,
+/// Interactions whose response holds resources to check: `Some(None)` for what the caller
+/// asked to read, `Some(Some(permission))` for what a write returns (the resource as
+/// written, or as the server has it), which the grant of the write may hold.
+fn returned_by(interaction: Interaction) -> Option<Option<Permission>> {
+    match interaction {
         Interaction::Read
-            | Interaction::Vread
-            | Interaction::HistoryInstance
-            | Interaction::HistoryType
-            | Interaction::HistorySystem
-            | Interaction::SearchType
-            | Interaction::SearchSystem
-            | Interaction::Operation
-    )
+        | Interaction::Vread
+        | Interaction::HistoryInstance
+        | Interaction::HistoryType
+        | Interaction::HistorySystem
+        | Interaction::SearchType
+        | Interaction::SearchSystem
+        | Interaction::Operation => Some(None),
+        Interaction::Create => Some(Some(Permission::Create)),
+        Interaction::Update | Interaction::Patch => Some(Some(Permission::Update)),
+        Interaction::Delete => Some(Some(Permission::Delete)),
+        Interaction::Capabilities
+        | Interaction::Batch
+        | Interaction::Transaction
+        | Interaction::Other => None,
+    }
 }
 
 /// The entries of a batch or transaction response when they line up one to one with the
@@ -141,53 +162,63 @@ fn bundle_entries_by_request<'d>(
     (is_response_bundle && entries.len() == request.entries.len()).then_some(entries)
 }
 
-/// A returned resource as messages name it: `Observation/o1`, marked when included.
+/// A returned resource as messages name it: `Observation/o1`, marked when included or
+/// contained.
 struct Named<'a> {
     resource_type: &'a str,
     id: &'a str,
-    included: bool,
+    appearance: Appearance,
+    contained: bool,
 }
 
 impl fmt::Display for Named<'_> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "`{}/{}`", self.resource_type, self.id)?;
-        if self.included {
+        if self.contained {
+            formatter.write_str(" (contained)")?;
+        } else if self.appearance == Appearance::Include {
             formatter.write_str(" (included)")?;
         }
         Ok(())
     }
 }
 
-/// The caller's read grants by resource type, computed once per type per response: a
-/// search set is mostly one type, and this is the per-resource cost that matters.
+/// The caller's grants by resource type (and the permission of a write whose answer is
+/// checked), computed once per type per response: a search set is mostly one type, and
+/// this is the per-resource cost that matters.
 #[derive(Default)]
 struct GrantCache<'c> {
-    by_type: Vec<(String, Result<Vec<Grant<'c>>, Refusal>)>,
+    by_type: Vec<CachedGrants<'c>>,
 }
+
+/// The grants of one type, for a read or for the answer of a write of one permission.
+type CachedGrants<'c> = (String, Option<Permission>, Result<Vec<Grant<'c>>, Refusal>);
 
 impl<'c> GrantCache<'c> {
     fn get(
         &mut self,
         caller: &'c Caller<'_>,
         resource_type: &str,
+        written: Option<Permission>,
     ) -> Result<&[Grant<'c>], Refusal> {
         let index = match self
             .by_type
             .iter()
-            .position(|(name, _)| name == resource_type)
+            .position(|(name, permission, _)| name == resource_type && *permission == written)
         {
             Some(index) => index,
             None => {
                 self.by_type.push((
                     resource_type.to_string(),
-                    readable_grants(caller, resource_type),
+                    written,
+                    holding_grants(caller, resource_type, written),
                 ));
                 self.by_type.len() - 1
             }
         };
         match self.by_type.get(index) {
-            Some((_, Ok(grants))) => Ok(grants),
-            Some((_, Err(refused))) => Err(refused.clone()),
+            Some((_, _, Ok(grants))) => Ok(grants),
+            Some((_, _, Err(refused))) => Err(refused.clone()),
             None => Err(Refusal::new(
                 refusal::RESPONSE_SCOPE,
                 "no grants were computed",
@@ -196,68 +227,195 @@ impl<'c> GrantCache<'c> {
     }
 }
 
-/// Visits every resource of a response, looking inside Bundles and Parameters.
-fn walk(
-    value: &Node<'_>,
-    appearance: Appearance,
-    depth: usize,
-    visit: &mut dyn FnMut(&Node<'_>, Appearance) -> Result<(), Refusal>,
-) -> Result<(), Refusal> {
-    if depth > MAX_DEPTH {
-        return Err(Refusal::new(
-            refusal::RESPONSE_FORMAT,
-            "the response nests Bundles too deeply to be checked",
-        ));
+/// What one response is checked against.
+struct Checker<'c, 'n> {
+    caller: &'c Caller<'c>,
+    request: &'c Request,
+    grants: GrantCache<'c>,
+    notes: &'n mut Notes,
+    /// The permission of the write whose answer is being checked, if it is one.
+    written: Option<Permission>,
+}
+
+/// The binding a resource was released under, which its contained resources share.
+#[derive(Clone, Copy)]
+enum Released<'c> {
+    Unbound,
+    Patient(&'c str),
+}
+
+impl<'c> Checker<'c, '_> {
+    /// Visits every resource of a response, looking inside Bundles, Parameters and
+    /// contained resources.
+    fn walk(
+        &mut self,
+        value: &Node<'_>,
+        appearance: Appearance,
+        depth: usize,
+    ) -> Result<(), Refusal> {
+        if depth > MAX_DEPTH {
+            return Err(Refusal::new(
+                refusal::RESPONSE_FORMAT,
+                "the response nests Bundles too deeply to be checked",
+            ));
+        }
+        match value.member("resourceType").and_then(JsonTree::text) {
+            Some("Bundle") => {
+                let entries = value.member("entry").and_then(JsonTree::items);
+                for entry in entries.into_iter().flatten() {
+                    if let Some(resource) = entry.member("resource") {
+                        self.walk(resource, Appearance::of_entry(entry), depth + 1)?;
+                    }
+                }
+                Ok(())
+            }
+            Some("Parameters") => self.walk_parameters(value.member("parameter"), depth + 1),
+            Some("OperationOutcome") => Ok(()),
+            Some(_) => {
+                let released = self.check_resource(value, appearance)?;
+                self.check_contained(value, released, depth + 1)
+            }
+            None => Err(Refusal::new(
+                refusal::RESPONSE_FORMAT,
+                "the response holds JSON that is not a FHIR resource",
+            )),
+        }
     }
-    match value.member("resourceType").and_then(JsonTree::text) {
-        Some("Bundle") => {
-            let entries = value.member("entry").and_then(JsonTree::items);
-            for entry in entries.into_iter().flatten() {
-                if let Some(resource) = entry.member("resource") {
-                    walk(resource, Appearance::of_entry(entry), depth + 1, visit)?;
+
+    fn walk_parameters(
+        &mut self,
+        parameters: Option<&Node<'_>>,
+        depth: usize,
+    ) -> Result<(), Refusal> {
+        if depth > MAX_DEPTH {
+            return Err(Refusal::new(
+                refusal::RESPONSE_FORMAT,
+                "the response nests Parameters too deeply to be checked",
+            ));
+        }
+        for parameter in parameters.and_then(JsonTree::items).into_iter().flatten() {
+            if let Some(resource) = parameter.member("resource") {
+                self.walk(resource, Appearance::Plain, depth + 1)?;
+            }
+            self.walk_parameters(parameter.member("part"), depth + 1)?;
+        }
+        Ok(())
+    }
+
+    /// One returned resource against the caller's grants, compartment and labels; the
+    /// binding it was released under.
+    fn check_resource(
+        &mut self,
+        resource: &Node<'_>,
+        appearance: Appearance,
+    ) -> Result<Released<'c>, Refusal> {
+        let caller = self.caller;
+        let request = self.request;
+        let (resource_type, named) = name(resource, appearance, false)?;
+        let grants = match self.grants.get(caller, resource_type, self.written) {
+            Ok(grants) => grants,
+            Err(refused) if refused.rule == refusal::SCOPE => {
+                return Err(Refusal::new(
+                    refusal::RESPONSE_SCOPE,
+                    format!("the response holds {named}, which the token may not read"),
+                ));
+            }
+            Err(refused) => return Err(refused),
+        };
+        // A search match of the searched type was filtered by the search's own parameters,
+        // so a granular scope the search carried covers it; anything else must match on
+        // its own.
+        let searched = request.resource_type.as_deref() == Some(resource_type)
+            || request.interaction == Interaction::SearchSystem;
+        let filtered_by_search = appearance == Appearance::Match && searched;
+        let mut outside_compartment_of = None;
+        let mut released = None;
+        for grant in grants {
+            let restrictions_hold = !grant.scope.is_granular()
+                || (filtered_by_search && grant.scope.restrictions_carried_by(&request.params))
+                || grant.scope.restrictions_match_resource(resource) == Some(true);
+            if !restrictions_hold {
+                continue;
+            }
+            match grant.binding {
+                Binding::Unbound => {
+                    released = Some(Released::Unbound);
+                    break;
+                }
+                Binding::Patient(patient) if belongs_to(resource_type, resource, patient) => {
+                    released = Some(Released::Patient(patient));
+                    break;
+                }
+                Binding::Patient(patient) => {
+                    outside_compartment_of.get_or_insert(patient);
                 }
             }
-            Ok(())
         }
-        Some("Parameters") => walk_parameters(value.member("parameter"), depth + 1, visit),
-        Some("OperationOutcome") => Ok(()),
-        Some(_) => visit(value, appearance),
-        None => Err(Refusal::new(
-            refusal::RESPONSE_FORMAT,
-            "the response holds JSON that is not a FHIR resource",
-        )),
+        let released = match (released, outside_compartment_of) {
+            (Some(released), _) => released,
+            (None, None) => {
+                return Err(Refusal::new(
+                    refusal::RESPONSE_SCOPE,
+                    format!(
+                        "the response holds {named}, which does not match the search \
+                         restrictions of the scopes that grant it"
+                    ),
+                ));
+            }
+            (None, Some(patient)) => {
+                // Lifted by break-the-glass: what it contains is lifted with it.
+                caller.compartment_refusal(outside(&named, patient), self.notes)?;
+                Released::Unbound
+            }
+        };
+        labels::check(caller, resource, &named, self.notes)?;
+        Ok(released)
+    }
+
+    /// The contained resources of a released resource (R4 references.html#contained): they
+    /// exist only inside it and were released with it, so the token needs no grant of
+    /// their own type, but they are checked for labels, and one that names patients must
+    /// name the launch patient when the container was released under a patient binding.
+    fn check_contained(
+        &mut self,
+        container: &Node<'_>,
+        released: Released<'c>,
+        depth: usize,
+    ) -> Result<(), Refusal> {
+        let contained = container.member("contained").and_then(JsonTree::items);
+        for inner in contained.into_iter().flatten() {
+            if depth > MAX_DEPTH {
+                return Err(Refusal::new(
+                    refusal::RESPONSE_FORMAT,
+                    "the response nests contained resources too deeply to be checked",
+                ));
+            }
+            let (resource_type, named) = name(inner, Appearance::Plain, true)?;
+            if matches!(resource_type, "Bundle" | "Parameters") {
+                // Neither may be contained (R4 references.html#contained); what they hold
+                // is checked as anything else returned.
+                self.walk(inner, Appearance::Plain, depth + 1)?;
+                continue;
+            }
+            if let Released::Patient(patient) = released
+                && names_only_others(resource_type, inner, patient)
+            {
+                self.caller
+                    .compartment_refusal(outside(&named, patient), self.notes)?;
+            }
+            labels::check(self.caller, inner, &named, self.notes)?;
+            self.check_contained(inner, released, depth + 1)?;
+        }
+        Ok(())
     }
 }
 
-fn walk_parameters(
-    parameters: Option<&Node<'_>>,
-    depth: usize,
-    visit: &mut dyn FnMut(&Node<'_>, Appearance) -> Result<(), Refusal>,
-) -> Result<(), Refusal> {
-    if depth > MAX_DEPTH {
-        return Err(Refusal::new(
-            refusal::RESPONSE_FORMAT,
-            "the response nests Parameters too deeply to be checked",
-        ));
-    }
-    for parameter in parameters.and_then(JsonTree::items).into_iter().flatten() {
-        if let Some(resource) = parameter.member("resource") {
-            walk(resource, Appearance::Plain, depth + 1, visit)?;
-        }
-        walk_parameters(parameter.member("part"), depth + 1, visit)?;
-    }
-    Ok(())
-}
-
-/// One returned resource against the caller's grants, compartment and labels.
-fn check_resource<'c>(
-    caller: &'c Caller<'_>,
-    request: &Request,
-    resource: &Node<'_>,
+/// A resource's type, checked, and its name for messages.
+fn name<'r>(
+    resource: &'r Node<'_>,
     appearance: Appearance,
-    cache: &mut GrantCache<'c>,
-    notes: &mut Notes,
-) -> Result<(), Refusal> {
+    contained: bool,
+) -> Result<(&'r str, Named<'r>), Refusal> {
     let resource_type = resource
         .member("resourceType")
         .and_then(JsonTree::text)
@@ -269,7 +427,8 @@ fn check_resource<'c>(
             .and_then(JsonTree::text)
             .filter(|id| fhir::is_valid_id(id))
             .unwrap_or("(no id)"),
-        included: appearance == Appearance::Include,
+        appearance,
+        contained,
     };
     if !fhir::is_resource_type(resource_type) {
         return Err(Refusal::new(
@@ -277,79 +436,107 @@ fn check_resource<'c>(
             "the response holds a resource of a type that is not an R4 resource type",
         ));
     }
-    let grants = match cache.get(caller, resource_type) {
-        Ok(grants) => grants,
-        Err(refused) if refused.rule == refusal::SCOPE => {
-            return Err(Refusal::new(
-                refusal::RESPONSE_SCOPE,
-                format!("the response holds {named}, which the token may not read"),
-            ));
-        }
-        Err(refused) => return Err(refused),
-    };
-    // A search match of the searched type was filtered by the search's own parameters, so a
-    // granular scope the search carried covers it; anything else must match on its own.
-    let searched = request.resource_type.as_deref() == Some(resource_type)
-        || request.interaction == Interaction::SearchSystem;
-    let filtered_by_search = appearance == Appearance::Match && searched;
-    let mut outside_compartment_of = None;
-    for grant in grants {
-        let restrictions_hold = !grant.scope.is_granular()
-            || (filtered_by_search && grant.scope.restrictions_carried_by(&request.params))
-            || grant.scope.restrictions_match_resource(resource) == Some(true);
-        if !restrictions_hold {
-            continue;
-        }
-        match grant.binding {
-            Binding::Unbound => return labels::check(caller, resource, &named, notes),
-            Binding::Patient(patient)
-                if !fhir::is_compartment_type(resource_type)
-                    || fhir::in_patient_compartment(resource_type, resource, patient) =>
-            {
-                return labels::check(caller, resource, &named, notes);
+    Ok((resource_type, named))
+}
+
+fn outside(named: &Named<'_>, patient: &str) -> Refusal {
+    Refusal::new(
+        refusal::RESPONSE_COMPARTMENT,
+        format!(
+            "the response holds {named}, which is outside the compartment of the launch \
+             patient `Patient/{patient}`"
+        ),
+    )
+}
+
+/// Whether a resource a patient-bound grant reaches belongs to `patient`: for a compartment
+/// type, one of its compartment elements references the patient (R4
+/// compartmentdefinition-patient); for a type outside the compartment that still names a
+/// patient (Task `for`, Device `patient`, Binary `securityContext`, ...), it names nothing
+/// there or names the patient; any other type is shared data.
+fn belongs_to(resource_type: &str, resource: &Node<'_>, patient: &str) -> bool {
+    if fhir::is_compartment_type(resource_type) {
+        return fhir::in_patient_compartment(resource_type, resource, patient);
+    }
+    let mut names_anything = false;
+    let mut names_patient = false;
+    for path in fhir::patient_link_paths(resource_type) {
+        let segments: Vec<&str> = path.split('.').collect();
+        node_values_at(resource, &segments, &mut |reference| {
+            if let Some(text) = reference.member("reference").and_then(JsonTree::text) {
+                names_anything = true;
+                names_patient |= fhir::patient_id_of_reference(text) == Some(patient);
             }
-            Binding::Patient(patient) => {
-                outside_compartment_of.get_or_insert(patient);
+        });
+    }
+    !names_anything || names_patient
+}
+
+/// Whether a contained resource names patients (its own id for a Patient, the references
+/// of its patient elements) and none of them is `patient`.
+fn names_only_others(resource_type: &str, resource: &Node<'_>, patient: &str) -> bool {
+    let mut named = fhir::resource_patients(resource_type, resource);
+    for path in fhir::patient_link_paths(resource_type) {
+        let segments: Vec<&str> = path.split('.').collect();
+        node_values_at(resource, &segments, &mut |reference| {
+            if let Some(id) = reference
+                .member("reference")
+                .and_then(JsonTree::text)
+                .and_then(fhir::patient_id_of_reference)
+            {
+                named.push(id);
+            }
+        });
+    }
+    !named.is_empty() && !named.contains(&patient)
+}
+
+/// `references::values_at` over the response's pruned tree.
+fn node_values_at<'v>(value: &'v Node<'v>, path: &[&str], found: &mut dyn FnMut(&'v Node<'v>)) {
+    if let Some(items) = value.items() {
+        for item in items {
+            node_values_at(item, path, found);
+        }
+        return;
+    }
+    match path.split_first() {
+        None => found(value),
+        Some((first, rest)) => {
+            if let Some(child) = value.member(first) {
+                node_values_at(child, rest, found);
             }
         }
     }
-    let Some(patient) = outside_compartment_of else {
-        return Err(Refusal::new(
-            refusal::RESPONSE_SCOPE,
-            format!(
-                "the response holds {named}, which does not match the search restrictions \
-                 of the scopes that grant it"
-            ),
-        ));
-    };
-    caller.compartment_refusal(
-        Refusal::new(
-            refusal::RESPONSE_COMPARTMENT,
-            format!(
-                "the response holds {named}, which is outside the compartment of the launch \
-                 patient `Patient/{patient}`"
-            ),
-        ),
-        notes,
-    )?;
-    labels::check(caller, resource, &named, notes)
 }
 
-/// Grants of `r` or `s` on a type: either lets a token hold resources of that type.
-fn readable_grants<'c>(
+/// Grants of `r` or `s` on a type, either of which lets a token hold resources of that
+/// type, and for what a write returns, the grants of the write's permission.
+fn holding_grants<'c>(
     caller: &'c Caller<'_>,
     resource_type: &str,
+    written: Option<Permission>,
 ) -> Result<Vec<Grant<'c>>, Refusal> {
     let target = Target::Type(resource_type);
-    match (
-        caller.grants(target, Permission::Read),
-        caller.grants(target, Permission::Search),
-    ) {
-        (Ok(mut read), Ok(search)) => {
-            read.extend(search);
-            Ok(read)
+    let mut permissions = vec![Permission::Read, Permission::Search];
+    permissions.extend(written);
+    let mut grants = Vec::new();
+    let mut first_refusal = None;
+    for permission in permissions {
+        match caller.grants(target, permission) {
+            Ok(found) => grants.extend(found),
+            Err(refused) => {
+                first_refusal.get_or_insert(refused);
+            }
         }
-        (Ok(grants), Err(_)) | (Err(_), Ok(grants)) => Ok(grants),
-        (Err(refused), Err(_)) => Err(refused),
+    }
+    match first_refusal {
+        Some(refused) if grants.is_empty() => Err(refused),
+        _ => {
+            // Unbound grants first, as `Caller::grants` orders them.
+            grants.sort_by_key(|grant| {
+                (grant.binding != Binding::Unbound, grant.scope.is_granular())
+            });
+            Ok(grants)
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Searches (`s`) and the leaks through their parameters (healthcare reference, "known leaks
 //! a gateway must close for patient-scoped tokens"): a patient-bound search must be pinned
-//! to the launch patient; `_include` / `_revinclude` only of readable types, never `*`, and
+//! to the launch patient by a parameter its own type defines (each `_type` of a system
+//! search on its own), and may name no other patient on any type; `_include` / `_revinclude` only of readable types, never `*`, and
 //! `:iterate` only when unbound; chained and `_has:` searches only when pinned; `_filter`,
 //! `_query`, `_contained` refused when bound.
 
@@ -8,7 +9,7 @@ use ehrgate_sdk::{Param, Permission};
 use ehrgate_sdk::{fhir, search};
 
 use crate::action::{Action, any_grant};
-use crate::caller::{Binding, Caller, Notes, Target, pinned_to};
+use crate::caller::{Binding, Caller, Notes, Target, other_patient};
 use crate::refusal::{self, Refusal};
 
 /// A type-level search, or a compartment search (`Patient/[id]/Observation`, whose patient
@@ -109,7 +110,10 @@ fn check_params(
         ));
     }
     let compartment_type = resource_type.is_some_and(fhir::is_compartment_type);
-    let pinned = compartment_type && pinned_to(action.patients, patient);
+    let confinement = resource_type.map_or(Confinement::Unpinned, |resource_type| {
+        confinement(resource_type, action, patient)
+    });
+    let pinned = compartment_type && confinement == Confinement::Pinned;
     // Chains (`subject.name=`) and reverse chains (`_has:`) ask questions about other
     // resources: answered across compartments they are an oracle, so they need a search
     // already confined to the launch patient.
@@ -131,30 +135,156 @@ fn check_params(
             notes,
         )?;
     }
-    if compartment_type && !pinned {
-        let problem = if action.patients.is_empty() {
-            "is not pinned to"
-        } else {
-            "names patients other than"
-        };
-        let pin = if resource_type == Some("Patient") {
-            "_id"
-        } else {
-            "patient"
-        };
-        caller.compartment_refusal(
-            Refusal::new(
-                refusal::COMPARTMENT,
-                format!(
-                    "the search on {} {problem} the launch patient `Patient/{patient}`; expected \
-                     `{pin}={patient}` (or another compartment parameter naming it)",
-                    action.describe()
-                ),
-            ),
-            notes,
-        )?;
+    // Any type, in the compartment or not (a `Device?patient=`, a `Patient/456/Device`),
+    // may name only the launch patient; a compartment type must also be pinned to it.
+    let searched = resource_type.map_or_else(|| action.describe(), |name| format!("`{name}`"));
+    let problem = match confinement {
+        Confinement::Other(other) => format!(
+            "the search on {searched} names `Patient/{other}`, not only the launch patient \
+             `Patient/{patient}`"
+        ),
+        Confinement::Unpinned if compartment_type => {
+            let pin = match resource_type {
+                Some("Patient") => format!("_id={patient}"),
+                Some(name) if !fhir::defines_patient_param(name) => {
+                    let first = fhir::patient_compartment_params(name)
+                        .first()
+                        .copied()
+                        .unwrap_or("subject");
+                    format!("{first}=Patient/{patient}")
+                }
+                _ => format!("patient={patient}"),
+            };
+            format!(
+                "the search on {searched} is not pinned to the launch patient \
+                 `Patient/{patient}`; expected `{pin}` (or another compartment parameter of \
+                 the type naming it)"
+            )
+        }
+        Confinement::Unpinned | Confinement::Pinned => return Ok(()),
+    };
+    caller.compartment_refusal(Refusal::new(refusal::COMPARTMENT, problem), notes)
+}
+
+/// Whether a search on `resource_type` is confined to `patient`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Confinement {
+    /// At least one parameter (or the compartment path) confines it, and every one that
+    /// does names only the launch patient.
+    Pinned,
+    /// Nothing confines it.
+    Unpinned,
+    /// It names another patient (in a confining parameter, the compartment path or the
+    /// patients the host found).
+    Other(String),
+}
+
+/// Whether `base` references the patient of a `resource_type` search: one of the type's
+/// compartment parameters, `patient` where R4 defines it for the type, and the parameters
+/// of the types outside the compartment that name a patient (Task `patient`, `subject`).
+/// Names are case-sensitive (R4 search.html): a server reads `PATIENT=` as an unknown
+/// parameter, not as a pin.
+fn names_patient(resource_type: &str, base: &str) -> bool {
+    fhir::patient_compartment_params(resource_type).contains(&base)
+        || (base == "patient" && fhir::defines_patient_param(resource_type))
+        || fhir::patient_link_params(resource_type).contains(&base)
+}
+
+/// How far the parameters (and a compartment path, `Patient/[id]/[type]`) of a search on
+/// `resource_type` confine it to `patient`, computed for that type: in a system search each
+/// `_type` is judged on its own, so `_id=123` pins the Patient part and nothing else. A
+/// parameter confines only when every one of its `,` alternatives (OR, search.html
+/// #combining) names a patient: `subject=Patient/123,456` also matches whatever a server
+/// makes of the bare `456`. A bare id counts only where the parameter targets Patient
+/// alone (`patient`, `beneficiary`) or with the `:Patient` modifier; other modifiers
+/// (`:not`, `:missing`, `:identifier`) and chains confine nothing. Separate parameters are
+/// AND-ed, so one that confines suffices.
+pub fn confinement(resource_type: &str, action: &Action<'_>, patient: &str) -> Confinement {
+    let mut named: Vec<&str> = Vec::new();
+    let mut confining = 0_usize;
+    let mut confining_others = false;
+    if let Some(id) = compartment_path_patient(action.path, resource_type) {
+        confining += 1;
+        named.push(id);
     }
-    Ok(())
+    for param in action.params {
+        if param.name.contains('.') {
+            continue;
+        }
+        let (base, modifier) = search::split_modifier(&param.name);
+        let bare_allowed = if resource_type == "Patient" && base == "_id" {
+            if modifier.is_some() {
+                continue;
+            }
+            true
+        } else if names_patient(resource_type, base) {
+            match modifier {
+                None => matches!(base, "patient" | "beneficiary"),
+                Some("Patient") => true,
+                Some(_) => continue,
+            }
+        } else {
+            continue;
+        };
+        let mut all_resolve = true;
+        let before = named.len();
+        for value in search::split_unescaped(&param.value, ',') {
+            match patient_of_value(value, bare_allowed) {
+                Some(id) => named.push(id),
+                None => all_resolve = false,
+            }
+        }
+        if all_resolve {
+            confining += 1;
+            confining_others |= named
+                .get(before..)
+                .unwrap_or_default()
+                .iter()
+                .any(|id| *id != patient);
+        }
+    }
+    if let Some(other) = named
+        .iter()
+        .copied()
+        .find(|id| *id != patient)
+        .or_else(|| other_patient(action.patients, patient))
+    {
+        return Confinement::Other(other.to_string());
+    }
+    if confining > 0 && !confining_others {
+        Confinement::Pinned
+    } else {
+        Confinement::Unpinned
+    }
+}
+
+/// The patient of a compartment search path (`/Patient/[id]/[type]`, `/_search` for POST)
+/// on `resource_type`.
+fn compartment_path_patient<'p>(path: &'p str, resource_type: &str) -> Option<&'p str> {
+    let mut segments = path.strip_prefix('/')?.split('/');
+    let (Some("Patient"), Some(id), Some(searched)) =
+        (segments.next(), segments.next(), segments.next())
+    else {
+        return None;
+    };
+    let rest = segments.next();
+    (searched == resource_type
+        && fhir::is_valid_id(id)
+        && matches!(rest, None | Some("_search"))
+        && segments.next().is_none())
+    .then_some(id)
+}
+
+/// The patient id one search value names: `Patient/[id]` (relative, versioned or absolute),
+/// or a bare id where `bare_allowed`.
+fn patient_of_value(value: &str, bare_allowed: bool) -> Option<&str> {
+    if bare_allowed && fhir::is_valid_id(value) {
+        return Some(value);
+    }
+    match fhir::parse_literal_reference(value)? {
+        ("Patient", id) => Some(id),
+        _ => None,
+    }
 }
 
 /// `_include` and `_revinclude` (R4 search.html#include): every named type must be one the
@@ -259,4 +389,137 @@ pub fn list_values<'a>(params: &'a [Param], name: &str) -> Vec<&'a str> {
         .map(str::trim)
         .filter(|value| !value.is_empty())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ehrgate_sdk::{Interaction, testing};
+
+    use super::*;
+
+    fn confinement_of(path: &str, pairs: &[(&str, &str)], host: &[&str]) -> Confinement {
+        let mut request = testing::request(Interaction::SearchType, Some("Observation"));
+        request.path = path.to_string();
+        request.params = testing::params(pairs);
+        request.patients = host.iter().map(|id| id.to_string()).collect();
+        let resource_type = path.rsplit('/').next().unwrap_or_default();
+        let resource_type = if resource_type == "_search" {
+            "Observation"
+        } else {
+            resource_type
+        };
+        confinement(resource_type, &Action::of_request(&request, None), "123")
+    }
+
+    #[test]
+    fn searches_are_confined_by_the_parameters_their_type_defines() {
+        use Confinement::{Other, Pinned, Unpinned};
+        // path, parameters, the patients the host found, expected
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            &'a [&'a str],
+            Confinement,
+        );
+        let cases: &[Case<'_>] = &[
+            ("/Observation", &[("patient", "123")], &["123"], Pinned),
+            (
+                "/Observation",
+                &[("subject", "Patient/123")],
+                &["123"],
+                Pinned,
+            ),
+            (
+                "/Observation",
+                &[("subject:Patient", "123")],
+                &["123"],
+                Pinned,
+            ),
+            ("/Observation", &[("subject", "123")], &[], Unpinned),
+            (
+                "/Observation",
+                &[("subject", "Patient/123,456")],
+                &["123"],
+                Unpinned,
+            ),
+            ("/Observation", &[("PATIENT", "123")], &["123"], Unpinned),
+            (
+                "/Observation",
+                &[("subject:patient", "123")],
+                &["123"],
+                Unpinned,
+            ),
+            (
+                "/Observation",
+                &[("patient:missing", "false")],
+                &[],
+                Unpinned,
+            ),
+            (
+                "/Observation",
+                &[("patient", "123"), ("performer", "Patient/456")],
+                &["123", "456"],
+                Other("456".into()),
+            ),
+            (
+                "/Observation",
+                &[("patient", "123,456")],
+                &["123", "456"],
+                Other("456".into()),
+            ),
+            (
+                "/Observation",
+                &[("patient", "123")],
+                &["123", "456"],
+                Other("456".into()),
+            ),
+            (
+                "/Patient/123/Observation",
+                &[("code", "x")],
+                &["123"],
+                Pinned,
+            ),
+            (
+                "/Patient/123/Observation/_search",
+                &[("code", "x")],
+                &["123"],
+                Pinned,
+            ),
+            (
+                "/Patient/456/Observation",
+                &[("patient", "123")],
+                &["123", "456"],
+                Other("456".into()),
+            ),
+            ("/Patient", &[("patient", "123")], &[], Unpinned),
+            ("/Patient", &[("_id", "123")], &["123"], Pinned),
+            ("/Patient", &[("_id:not", "456")], &[], Unpinned),
+            ("/AdverseEvent", &[("patient", "123")], &[], Unpinned),
+            (
+                "/AdverseEvent",
+                &[("subject", "Patient/123")],
+                &["123"],
+                Pinned,
+            ),
+            (
+                "/Device",
+                &[("patient", "456")],
+                &["456"],
+                Other("456".into()),
+            ),
+            (
+                "/Task",
+                &[("subject", "Patient/456")],
+                &[],
+                Other("456".into()),
+            ),
+        ];
+        for (path, pairs, host, expected) in cases {
+            assert_eq!(
+                confinement_of(path, pairs, host),
+                *expected,
+                "{path} {pairs:?}"
+            );
+        }
+    }
 }

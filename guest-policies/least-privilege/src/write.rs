@@ -2,16 +2,28 @@
 //! an update must not move `subject`/`patient`". A patient-bound write of a compartment
 //! resource must name the launch patient, and only it, in every patient reference of its
 //! compartment elements (checked on the body when the route shows it, and on the patients
-//! the host read from it). Patch and delete change a stored resource whose owner the
-//! gateway cannot see, so they are refused for compartment types other than the launch
-//! Patient unless `allow_unverified_instance_writes` says the upstream enforces it.
+//! the host read from it); a reference the gateway cannot place (conditional, `urn:` not in
+//! the Bundle, contained, `/`-rooted, identifier-only) refuses the write. Types outside the
+//! compartment that still name a patient (Task `for`, Device `patient`, Binary
+//! `securityContext`, ...) may name only the launch patient there. Patch and delete change a
+//! stored resource whose owner the gateway cannot see, so they are refused for those types
+//! other than the launch Patient unless `allow_unverified_instance_writes` says the upstream
+//! enforces it; a patch's own document is judged like a written resource.
 
 use ehrgate_sdk::fhir;
 use ehrgate_sdk::{Permission, ResourceScope};
 
 use crate::action::{Action, any_grant};
 use crate::caller::{Binding, Caller, Target};
+use crate::patch::{self, Finding};
+use crate::references::{self, Points};
 use crate::refusal::{self, Refusal};
+
+/// Whether a patient-bound grant's writes of `resource_type` are confined to its patient:
+/// compartment types, and the types outside it whose elements name a patient.
+fn holds_patients(resource_type: &str) -> bool {
+    !references::patient_paths(resource_type).is_empty()
+}
 
 pub fn create(
     caller: &Caller<'_>,
@@ -22,10 +34,11 @@ pub fn create(
     any_grant(&grants, |grant| {
         check_restrictions_on_body(grant.scope, action, resource_type)?;
         match grant.binding {
-            Binding::Patient(patient) if fhir::is_compartment_type(resource_type) => {
+            Binding::Patient(patient) if holds_patients(resource_type) => {
                 check_written_patients(action, resource_type, patient)
             }
-            _ => Ok(()),
+            Binding::Patient(patient) => check_named_patients(action, patient),
+            Binding::Unbound => Ok(()),
         }
     })
 }
@@ -39,11 +52,12 @@ pub fn update(
     any_grant(&grants, |grant| {
         check_restrictions_on_body(grant.scope, action, resource_type)?;
         match grant.binding {
-            Binding::Patient(patient) if fhir::is_compartment_type(resource_type) => {
+            Binding::Patient(patient) if holds_patients(resource_type) => {
                 check_own_patient(action, resource_type, patient)?;
                 check_written_patients(action, resource_type, patient)
             }
-            _ => Ok(()),
+            Binding::Patient(patient) => check_named_patients(action, patient),
+            Binding::Unbound => Ok(()),
         }
     })
 }
@@ -53,16 +67,15 @@ pub fn patch(caller: &Caller<'_>, action: &Action<'_>, resource_type: &str) -> R
     any_grant(&grants, |grant| {
         refuse_restricted(grant.scope, action, "patch")?;
         match grant.binding {
-            Binding::Patient(patient) if fhir::is_compartment_type(resource_type) => {
+            Binding::Patient(patient) if holds_patients(resource_type) => {
                 check_own_patient(action, resource_type, patient)?;
                 check_unseen_owner(caller, action, resource_type, "patch")?;
-                // The host lists the patients a JSON Patch writes into `subject`/`patient`.
-                match action.patients.iter().find(|found| *found != patient) {
-                    Some(other) => Err(moves_to(action, other, patient)),
-                    None => Ok(()),
-                }
+                // The host lists the patients a patch writes into patient elements.
+                check_named_patients(action, patient)?;
+                check_patch_document(action, resource_type, patient)
             }
-            _ => Ok(()),
+            Binding::Patient(patient) => check_named_patients(action, patient),
+            Binding::Unbound => Ok(()),
         }
     })
 }
@@ -76,11 +89,12 @@ pub fn delete(
     any_grant(&grants, |grant| {
         refuse_restricted(grant.scope, action, "delete")?;
         match grant.binding {
-            Binding::Patient(patient) if fhir::is_compartment_type(resource_type) => {
+            Binding::Patient(patient) if holds_patients(resource_type) => {
                 check_own_patient(action, resource_type, patient)?;
                 check_unseen_owner(caller, action, resource_type, "delete")
             }
-            _ => Ok(()),
+            Binding::Patient(patient) => check_named_patients(action, patient),
+            Binding::Unbound => Ok(()),
         }
     })
 }
@@ -103,8 +117,8 @@ fn check_own_patient(
     }
 }
 
-/// Patch and delete of a compartment resource other than the launch Patient: its stored
-/// version's patient is not visible before the change.
+/// Patch and delete of a resource other than the launch Patient that may belong to a
+/// patient: its stored version's patient is not visible before the change.
 fn check_unseen_owner(
     caller: &Caller<'_>,
     action: &Action<'_>,
@@ -124,24 +138,49 @@ fn check_unseen_owner(
     ))
 }
 
-/// Every patient the written resource references through its compartment elements must be
-/// `patient`, and at least one must be.
+/// The patients the host found in the request (path, parameters, body) must all be
+/// `patient`, whatever the type.
+fn check_named_patients(action: &Action<'_>, patient: &str) -> Result<(), Refusal> {
+    match action.patients.iter().find(|found| *found != patient) {
+        Some(other) => Err(moves_to(action, other, patient)),
+        None => Ok(()),
+    }
+}
+
+/// Every patient the written resource references through its patient elements (and those
+/// of its contained resources) must be `patient`; a reference that cannot be placed refuses
+/// the write; and a compartment resource must reference the launch patient at least once.
 fn check_written_patients(
     action: &Action<'_>,
     resource_type: &str,
     patient: &str,
 ) -> Result<(), Refusal> {
-    let from_body = action
-        .body
-        .map(|body| fhir::resource_patients(resource_type, body))
-        .unwrap_or_default();
-    let mut written = action
-        .patients
-        .iter()
-        .map(String::as_str)
-        .chain(from_body)
-        .peekable();
-    if written.peek().is_none() {
+    let mut written: Vec<&str> = action.patients.iter().map(String::as_str).collect();
+    if let Some(body) = action.body {
+        if resource_type == "Patient"
+            && let Some(id) = body.get("id").and_then(serde_json::Value::as_str)
+        {
+            written.push(id);
+        }
+        let mut unplaced = None;
+        references::resource_references(resource_type, body, action.bundle, &mut |path, points| {
+            match points {
+                Points::Patient(id) => written.push(id),
+                Points::Elsewhere => {}
+                Points::Unknown(why) => {
+                    unplaced.get_or_insert((path, why));
+                }
+            }
+        });
+        if let Some((path, why)) = unplaced {
+            return Err(unplaceable(action, path, why, patient));
+        }
+    }
+    if let Some(other) = written.iter().find(|found| **found != patient) {
+        return Err(moves_to(action, other, patient));
+    }
+    // Types outside the compartment need not name a patient at all.
+    if written.is_empty() && fhir::is_compartment_type(resource_type) {
         return Err(Refusal::new(
             refusal::WRITE_PATIENT,
             format!(
@@ -150,10 +189,63 @@ fn check_written_patients(
             ),
         ));
     }
-    match written.find(|found| *found != patient) {
-        Some(other) => Err(moves_to(action, other, patient)),
-        None => Ok(()),
+    // Raw Binary content carries its security context in a header (R4 http.html#binary).
+    if resource_type == "Binary"
+        && let Some(context) = action.header("x-security-context")
+    {
+        match references::judge_text(context, None) {
+            Points::Patient(id) if id != patient => return Err(moves_to(action, id, patient)),
+            Points::Unknown(why) => {
+                return Err(unplaceable(action, "X-Security-Context", why, patient));
+            }
+            _ => {}
+        }
     }
+    Ok(())
+}
+
+/// A patch document must write nothing into a patient element but references to the
+/// launch patient (or to resources of other types); one the gateway cannot read is refused.
+/// Without the document (a route that hides bodies) only the host's patients are checked.
+fn check_patch_document(
+    action: &Action<'_>,
+    resource_type: &str,
+    patient: &str,
+) -> Result<(), Refusal> {
+    let Some(document) = action.body else {
+        return Ok(());
+    };
+    let mut refused = None;
+    patch::examine(resource_type, document, action.bundle, &mut |finding| {
+        if refused.is_some() {
+            return;
+        }
+        refused = match finding {
+            Finding::Patient(_, id) if id == patient => None,
+            Finding::Patient(_, id) => Some(moves_to(action, &id, patient)),
+            Finding::Unknown(path, why) => Some(unplaceable(action, path, why, patient)),
+            Finding::Unreadable(why) => Some(Refusal::new(
+                refusal::WRITE_PATIENT,
+                format!(
+                    "the patch of {} cannot be checked against the launch patient \
+                     `Patient/{patient}`: {why}",
+                    action.describe()
+                ),
+            )),
+        };
+    });
+    refused.map_or(Ok(()), Err)
+}
+
+fn unplaceable(action: &Action<'_>, path: &str, why: &str, patient: &str) -> Refusal {
+    Refusal::new(
+        refusal::WRITE_PATIENT,
+        format!(
+            "`{path}` of the write of {} holds {why}, so the gateway cannot tell whether it \
+             stays with the launch patient `Patient/{patient}`",
+            action.describe()
+        ),
+    )
 }
 
 fn moves_to(action: &Action<'_>, other: &str, patient: &str) -> Refusal {

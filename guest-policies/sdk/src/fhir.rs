@@ -401,6 +401,65 @@ pub fn patient_reference_paths(resource_type: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether `resource_type` defines the `patient` search parameter in R4 (4.0.1)
+/// (searchparameter-registry). Most patient-compartment types do; AdverseEvent, Group,
+/// Patient, Schedule and SupplyRequest do not (a server ignores `patient=` on them, or
+/// refuses it, rather than narrowing the search), and a few types outside the compartment
+/// do (Contract, Device, GuidanceResponse, Task).
+///
+/// ```
+/// use ehrgate_sdk::fhir::defines_patient_param;
+///
+/// assert!(defines_patient_param("Observation") && defines_patient_param("Device"));
+/// assert!(!defines_patient_param("Patient") && !defines_patient_param("AdverseEvent"));
+/// ```
+pub fn defines_patient_param(resource_type: &str) -> bool {
+    match resource_type {
+        "AdverseEvent" | "Group" | "Patient" | "Schedule" | "SupplyRequest" => false,
+        "Contract" | "Device" | "GuidanceResponse" | "Task" => true,
+        other => is_compartment_type(other),
+    }
+}
+
+/// Types outside the R4 patient compartment whose resources still name a patient: the
+/// element paths behind their `patient` search parameter (Contract and GuidanceResponse
+/// `subject`, Device `patient`, Task `for`) and Binary's `securityContext` (R4
+/// binary.html: the resource whose access rules apply to the Binary). Empty for every
+/// other type, including the compartment types (see [`patient_reference_paths`]).
+///
+/// ```
+/// use ehrgate_sdk::fhir::patient_link_paths;
+///
+/// assert_eq!(patient_link_paths("Task"), ["for"]);
+/// assert!(patient_link_paths("Observation").is_empty());
+/// ```
+pub fn patient_link_paths(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "Binary" => &["securityContext"],
+        "Contract" | "GuidanceResponse" => &["subject"],
+        "Device" => &["patient"],
+        "Task" => &["for"],
+        _ => &[],
+    }
+}
+
+/// The search parameters of the [`patient_link_paths`] types that reference a patient by
+/// those elements (R4 searchparameter-registry): `patient` and `subject` where defined.
+///
+/// ```
+/// use ehrgate_sdk::fhir::patient_link_params;
+///
+/// assert_eq!(patient_link_params("Task"), ["patient", "subject"]);
+/// assert!(patient_link_params("Binary").is_empty());
+/// ```
+pub fn patient_link_params(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "Contract" | "GuidanceResponse" | "Task" => &["patient", "subject"],
+        "Device" => &["patient"],
+        _ => &[],
+    }
+}
+
 /// Billing and payer resource types (R4 financial module). Same list as the host's
 /// `is_billing_type`.
 ///
@@ -482,6 +541,55 @@ pub fn patient_id_of_reference(reference: &str) -> Option<&str> {
         ("Patient", id) => Some(id),
         _ => None,
     }
+}
+
+/// A literal reference (R4 references.html#literal) split into resource type and id:
+/// relative as [`parse_reference`] reads it, or an absolute `http(s)` URL whose path ends
+/// in `Type/id` or `Type/id/_history/vid`. Anything a server could resolve some other way
+/// gives `None`: conditional references (`Patient?identifier=...`), `urn:` placeholders,
+/// contained references (`#x`), a leading `/`, `.` or `..` segments, queries and fragments.
+///
+/// ```
+/// use ehrgate_sdk::fhir::parse_literal_reference;
+///
+/// assert_eq!(parse_literal_reference("Patient/123"), Some(("Patient", "123")));
+/// assert_eq!(
+///     parse_literal_reference("https://ehr.example/fhir/Observation/o1/_history/2"),
+///     Some(("Observation", "o1"))
+/// );
+/// assert_eq!(parse_literal_reference("/Patient/123"), None);
+/// assert_eq!(parse_literal_reference("Patient?identifier=mrn|1"), None);
+/// assert_eq!(parse_literal_reference("https://ehr.example/Patient/1/../2"), None);
+/// ```
+pub fn parse_literal_reference(reference: &str) -> Option<(&str, &str)> {
+    let Some((scheme, rest)) = reference.split_once("://") else {
+        return parse_reference(reference);
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+        || rest.contains(['?', '#'])
+    {
+        return None;
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    // The authority, then at least `Type/id`; no empty, `.` or `..` segment anywhere.
+    if segments.len() < 3
+        || segments
+            .iter()
+            .any(|segment| segment.is_empty() || matches!(*segment, "." | ".."))
+    {
+        return None;
+    }
+    let versioned = segments.len() >= 5 && segments.iter().rev().nth(1) == Some(&"_history");
+    let kept = if versioned { 4 } else { 2 };
+    let tail_len: usize = segments
+        .iter()
+        .rev()
+        .take(kept)
+        .map(|s| s.len())
+        .sum::<usize>()
+        + kept
+        - 1;
+    parse_reference(reference.get(reference.len().checked_sub(tail_len)?..)?)
 }
 
 /// Every patient id a resource's compartment elements reference (see
@@ -747,6 +855,64 @@ mod tests {
         // A subject element of the wrong shape names nobody rather than failing.
         let odd = json!({"resourceType": "Observation", "subject": "Patient/1"});
         assert!(resource_patients("Observation", &odd).is_empty());
+    }
+
+    #[test]
+    fn literal_references() {
+        let cases: &[(&str, Option<(&str, &str)>)] = &[
+            ("Patient/123", Some(("Patient", "123"))),
+            (
+                "https://ehr.example/fhir/Patient/123",
+                Some(("Patient", "123")),
+            ),
+            (
+                "HTTP://ehr.example/Observation/o1/_history/2",
+                Some(("Observation", "o1")),
+            ),
+            ("https://ehr.example/Patient/123/_history", None),
+            ("https://ehr.example/fhir/Patient/123?x=1", None),
+            ("https://ehr.example/fhir/Patient/123#p", None),
+            ("https://ehr.example/fhir/../Patient/123", None),
+            ("https://ehr.example//Patient/123", None),
+            ("https://Patient/123", None),
+            ("ftp://ehr.example/Patient/123", None),
+            ("urn:uuid:6e7b0c5a-0000-4000-8000-000000000000", None),
+            ("/Patient/123", None),
+            ("Patient?identifier=mrn|1", None),
+            ("#p1", None),
+        ];
+        for (reference, expected) in cases {
+            assert_eq!(parse_literal_reference(reference), *expected, "{reference}");
+        }
+    }
+
+    #[test]
+    fn patient_parameters_and_links() {
+        let without_patient: Vec<&str> = RESOURCE_TYPES
+            .iter()
+            .copied()
+            .filter(|name| is_compartment_type(name) && !defines_patient_param(name))
+            .collect();
+        assert_eq!(
+            without_patient,
+            [
+                "AdverseEvent",
+                "Group",
+                "Patient",
+                "Schedule",
+                "SupplyRequest"
+            ]
+        );
+        for resource_type in RESOURCE_TYPES {
+            let links = patient_link_paths(resource_type);
+            // Link paths are only for types outside the compartment.
+            assert!(
+                links.is_empty() || !is_compartment_type(resource_type),
+                "{resource_type}"
+            );
+            // Every type with link search parameters has link paths.
+            assert!(patient_link_params(resource_type).is_empty() || !links.is_empty());
+        }
     }
 
     #[test]

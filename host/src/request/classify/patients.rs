@@ -78,19 +78,17 @@ fn from_params_of(
         // `patient` counts where R4 defines it as a reference to Patient (Observation's
         // `patient` is `subject` narrowed to Patient), even on types whose compartment entry
         // names only `subject`; not on the types that have no such parameter.
-        let names_patient = (base.eq_ignore_ascii_case("patient")
+        // Names and type modifiers are case-sensitive (R4 search.html): `PATIENT=` is an
+        // unknown parameter to the server, not a pin.
+        let names_patient = (base == "patient"
             && (operation || !NO_PATIENT_PARAM.contains(&resource_type)))
-            || compartment
-                .iter()
-                .any(|name| name.eq_ignore_ascii_case(base));
+            || compartment.contains(&base);
         if !names_patient {
             continue;
         }
         let bare_id_allowed = match modifier {
-            None => PATIENT_ONLY_PARAMS
-                .iter()
-                .any(|name| name.eq_ignore_ascii_case(base)),
-            Some(modifier) if modifier.eq_ignore_ascii_case("Patient") => true,
+            None => PATIENT_ONLY_PARAMS.contains(&base),
+            Some("Patient") => true,
             Some(_) => continue,
         };
         for value in or_values(&param.value) {

@@ -281,6 +281,10 @@ const PATIENTS: &[(&str, &str, Option<&str>, &[&str])] = &[
     // Types without a `patient` search parameter are not pinned by one (a lenient server
     // ignores it and searches everybody).
     ("GET", "/Patient?patient=5&family=x", None, &[]),
+    // Parameter names and type modifiers are case-sensitive: these are unknown parameters.
+    ("GET", "/Observation?PATIENT=9", None, &[]),
+    ("GET", "/Observation?subject:patient=9", None, &[]),
+    ("GET", "/Observation?subject:Patient=9", None, &["9"]),
     ("GET", "/AdverseEvent?patient=5", None, &[]),
     ("GET", "/AdverseEvent?subject=Patient/5", None, &["5"]),
     // A system search is pinned only to patients every listed type is pinned to.
