@@ -77,6 +77,44 @@ pub struct GatewayConfig {
     pub audit: Option<AuditSettings>,
 }
 
+impl GatewayConfig {
+    /// What is allowed but probably not meant: printed by `ehrgate check` and logged when the
+    /// gateway starts, without stopping either.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.issuers.is_empty() && !self.routes.is_empty() {
+            warnings.push(
+                "no `[[identity.issuers]]`: every request that needs a token (all paths but a \
+                 route's `anonymous_paths`) will be refused with 401"
+                    .to_string(),
+            );
+        }
+        for route in &self.routes {
+            if route.policies.is_empty() {
+                warnings.push(format!(
+                    "route `{}` has no policies: any caller with a valid token reaches its \
+                     upstream unchecked",
+                    route.name
+                ));
+            } else if route.policies.iter().all(|(_, mode)| *mode == Mode::Shadow) {
+                warnings.push(format!(
+                    "route `{}` has only shadow policies: their denials are recorded, not \
+                     enforced",
+                    route.name
+                ));
+            }
+        }
+        if self.audit.is_none() {
+            warnings.push(
+                "no `[audit] dir`: decisions are only logged, not written to a tamper-evident \
+                 audit log"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -829,6 +867,19 @@ mod tests {
             "{errors}"
         );
         assert!(errors.contains("no `[[routes]]`"), "{errors}");
+    }
+
+    #[test]
+    fn likely_mistakes_are_warnings_not_problems() {
+        let source = "[server]\nlisten = \"127.0.0.1:1\"\n\n[[upstreams]]\nname = \"ehr\"\n\
+                      url = \"http://127.0.0.1:2/fhir\"\n\n[[routes]]\nname = \"ehr\"\n\
+                      prefix = \"/fhir\"\nupstream = \"ehr\"\n";
+        let config = parse(source, Path::new("g.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        assert!(warnings[0].starts_with("no `[[identity.issuers]]`"));
+        assert!(warnings[1].starts_with("route `ehr` has no policies"));
+        assert!(warnings[2].starts_with("no `[audit] dir`"));
     }
 
     #[test]

@@ -239,6 +239,11 @@ module = "chaos.wasm"
     assert!(ok, "{text}");
     let (ok, text) = check();
     assert!(ok, "signed: {text}");
+    assert!(
+        text.contains("warning: no `[[identity.issuers]]`")
+            && text.contains("ok (1 route, 1 policy loaded)"),
+        "a loadable config still names what it probably did not mean: {text}"
+    );
 
     // `inspect --trusted` gates on the signature: verified with the signer's key, exit 1
     // with another one.

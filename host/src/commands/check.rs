@@ -37,6 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     let routes = config.routes.len();
     let policies: usize = config.routes.iter().map(|r| r.policies.len()).sum();
+    let warnings = config.warnings();
     if let Some(tls) = &config.tls
         && let Err(error) = ehrgate::proxy::server::tls_acceptor(tls)
     {
@@ -45,9 +46,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     match Gateway::build(config, &engine) {
         Ok(_) => {
+            for warning in &warnings {
+                eprintln!("{}: warning: {warning}", args.config.display());
+            }
             println!(
-                "{}: ok ({routes} routes, {policies} policies loaded)",
-                args.config.display()
+                "{}: ok ({}, {} loaded)",
+                args.config.display(),
+                count(routes, "route", "routes"),
+                count(policies, "policy", "policies"),
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -63,4 +69,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -79,6 +79,9 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         tracing::info!(address = %admin, "admin listener ready");
         tokio::spawn(super::admin::serve(admin_listener, shared.clone()));
     }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(address = %config.listen, tls = tls.is_some(), routes = config.routes.len(), "gateway listening");
 
     let graceful = GracefulShutdown::new();
