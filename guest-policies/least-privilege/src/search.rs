@@ -109,11 +109,16 @@ fn check_params(
             ),
         ));
     }
-    let compartment_type = resource_type.is_some_and(fhir::is_compartment_type);
+    // Compartment types, and the types outside it whose resources still name their patient
+    // (Task `for`, Device `patient`, ...): a patient-bound search of either must be pinned,
+    // or it would count or list everybody's (`Task?code=x&_summary=count`).
+    let must_pin = resource_type.is_some_and(|name| {
+        fhir::is_compartment_type(name) || !fhir::patient_link_params(name).is_empty()
+    });
     let confinement = resource_type.map_or(Confinement::Unpinned, |resource_type| {
         confinement(resource_type, action, patient)
     });
-    let pinned = compartment_type && confinement == Confinement::Pinned;
+    let pinned = must_pin && confinement == Confinement::Pinned;
     // Chains (`subject.name=`) and reverse chains (`_has:`) ask questions about other
     // resources: answered across compartments they are an oracle, so they need a search
     // already confined to the launch patient.
@@ -143,7 +148,7 @@ fn check_params(
             "the search on {searched} names `Patient/{other}`, not only the launch patient \
              `Patient/{patient}`"
         ),
-        Confinement::Unpinned if compartment_type => {
+        Confinement::Unpinned if must_pin => {
             let pin = match resource_type {
                 Some("Patient") => format!("_id={patient}"),
                 Some(name) if !fhir::defines_patient_param(name) => {
