@@ -59,8 +59,12 @@ pub struct Route {
 }
 
 impl Route {
-    fn is_anonymous(&self, segments: &[String]) -> bool {
-        self.settings.anonymous_paths.iter().any(|p| p == segments)
+    /// Whether a request without a token may pass: only reads (GET, HEAD) of a listed path.
+    /// The paths worth opening (`/metadata`, `/.well-known/smart-configuration`) are
+    /// documents; a write to them has no anonymous meaning and must not reach the upstream.
+    fn is_anonymous(&self, method: &http::Method, segments: &[String]) -> bool {
+        (method == http::Method::GET || method == http::Method::HEAD)
+            && self.settings.anonymous_paths.iter().any(|p| p == segments)
     }
 
     fn check_resource_type(&self, classification: &Classification) -> Result<(), Rejection> {

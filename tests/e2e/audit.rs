@@ -338,6 +338,52 @@ fn a_log_that_cannot_be_written_refuses_requests_with_503_and_recovers() {
     assert!(intact, "{report:#}");
 }
 
+#[test]
+fn a_write_whose_client_went_away_is_still_recorded() {
+    // The upstream takes its time; the client sends a DELETE and leaves before the answer.
+    let upstream = TestUpstream::start(Reply {
+        delay: Duration::from_millis(1500),
+        ..Reply::json("{}")
+    });
+    let files = audit_files();
+    let gateway = GatewayProcess::start(&config(&upstream.url("/base"), &files, "{}", ""));
+    let token = sign(&clinician_claims());
+    {
+        let mut stream = TcpStream::connect(gateway.addr).expect("connect");
+        let request = format!(
+            "DELETE /fhir/Patient/pat-123 HTTP/1.1\r\nhost: gateway.test\r\n\
+             authorization: Bearer {token}\r\nx-request-id: client-gone-1\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        std::thread::sleep(Duration::from_millis(300));
+        // Dropped here: the connection closes while the upstream is still working.
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        upstream.received().len(),
+        1,
+        "the DELETE reached the upstream"
+    );
+    let mut recorded = false;
+    while !recorded && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        recorded = logged_request_ids(&files)
+            .iter()
+            .any(|id| id == "client-gone-1");
+    }
+    assert!(
+        recorded,
+        "the forwarded DELETE has its audit record\n{}",
+        gateway.log()
+    );
+    drop(gateway);
+    let (intact, report) = verify_json(&files);
+    assert!(intact, "{report:#}");
+}
+
 /// Requests of every kind the log records: allowed reads, searches, writes and batches,
 /// a policy deny, a rejection, an anonymous capabilities call and break-the-glass.
 fn varied_traffic(addr: SocketAddr) {

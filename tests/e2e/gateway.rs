@@ -412,10 +412,30 @@ fn token_failures_are_401_and_never_forwarded() {
     );
     assert!(upstream.received().is_empty());
 
-    // An anonymous path works without a token.
+    // An anonymous path works without a token, for reads only.
     let response = get(gateway.addr, "/fhir/metadata", None);
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(upstream.received().len(), 1);
+    for method in ["PUT", "POST", "DELETE"] {
+        let response = send(
+            gateway.addr,
+            method,
+            "/fhir/metadata",
+            None,
+            "application/fhir+json",
+            "{}",
+        );
+        assert_eq!(
+            (response.status, response.rule().as_deref()),
+            (401, Some("identity.missing-token")),
+            "{method}: {response:?}"
+        );
+    }
+    assert_eq!(
+        upstream.received().len(),
+        1,
+        "no anonymous write reached the upstream"
+    );
 }
 
 #[test]

@@ -271,7 +271,7 @@ async fn run(
     context.query = Some(below.query()).filter(|q| !q.is_empty());
     let verified: Option<Verified> = match &token {
         Some(token) => Some(gateway.verifier.verify(token, context.received_secs())?),
-        None if route.is_anonymous(&below.segments) => None,
+        None if route.is_anonymous(&parts.method, &below.segments) => None,
         None => {
             return Err(Rejection::new(
                 401,

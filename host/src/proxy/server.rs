@@ -120,6 +120,19 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         Ok(()) => tracing::info!("drained; stopping"),
         Err(_) => tracing::warn!("grace period over; stopping with requests in flight"),
     }
+    // Requests whose client went away run on in their own tasks until their record is
+    // written; give them one more grace period before the log is sealed.
+    let deadline = tokio::time::Instant::now() + grace;
+    while shared.metrics.in_flight.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let unfinished = shared.metrics.in_flight.get();
+    if unfinished > 0 {
+        tracing::warn!(
+            unfinished,
+            "stopping with requests still running; they have no record"
+        );
+    }
     // After draining: every answered request's record is queued; write them and a final
     // checkpoint. Requests still in flight past the grace period are refused with 503.
     if let Some(audit) = &shared.audit {
@@ -141,7 +154,25 @@ fn spawn_connection(
         let _ = stream.set_nodelay(true);
         let service = service_fn(move |request| {
             let shared = shared.clone();
-            async move { Ok::<_, Infallible>(phases::handle(shared, request, connection).await) }
+            async move {
+                // The request runs in a task of its own: hyper drops this future when the
+                // client closes the connection or resets the stream, and a request already
+                // forwarded (a DELETE, say) must still reach its audit record.
+                let handled = tokio::spawn(phases::handle(shared, request, connection)).await;
+                Ok::<_, Infallible>(handled.unwrap_or_else(|error| {
+                    tracing::error!(%error, "request task failed");
+                    super::outcome::refusal_response(
+                        &super::outcome::Refusal {
+                            status: 500,
+                            rule_id: "gateway.internal-error",
+                            message: "the gateway failed while handling this request",
+                            retry_after_secs: None,
+                            headers: &[],
+                        },
+                        "",
+                    )
+                }))
+            }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder

@@ -51,8 +51,14 @@ pub(super) fn verified(
     let audience = audience(claims)?;
     let subject = match get(claims, "sub") {
         None => return Err(missing("sub")),
-        Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
-        Some(_) => return Err(bad("sub", "must be a non-empty string (RFC 7519 §4.1.2)")),
+        Some(Value::String(sub)) if is_identifier(sub) => sub.clone(),
+        Some(_) => {
+            return Err(bad(
+                "sub",
+                "must be 1 to 255 printable ASCII characters without leading or trailing \
+                 spaces (OpenID Connect Core §2)",
+            ));
+        }
     };
     let not_before = numeric_date(claims, "nbf")?;
     let issued_at = numeric_date(claims, "iat")?;
@@ -201,14 +207,31 @@ fn client_id(claims: &Claims, configured: &str) -> Result<String, Rejection> {
         match get(claims, name) {
             None => continue,
             Some(Value::String(client)) if client.is_empty() => continue,
-            Some(Value::String(client)) => return Ok(client.clone()),
-            Some(_) => return Err(bad(name, "must be a string")),
+            Some(Value::String(client)) if is_identifier(client) => return Ok(client.clone()),
+            Some(_) => {
+                return Err(bad(
+                    name,
+                    "must be a string of printable ASCII characters without leading or \
+                     trailing spaces (RFC 6749 §2.2: client_id is VSCHAR)",
+                ));
+            }
         }
     }
     Err(unauthorized(
         rule::MISSING_CLAIM,
         format!("the token names no client (`{configured}`, `azp` or `cid`)"),
     ))
+}
+
+/// A subject or client id the gateway can pass on as it was audited: 1 to 255 printable
+/// ASCII characters (space allowed inside), no leading or trailing space. The upstream gets
+/// it as `x-ehrgate-subject` / `x-ehrgate-client-id`; anything else would be dropped or
+/// trimmed on the way, so the upstream's view of the caller would differ from the audit's.
+fn is_identifier(value: &str) -> bool {
+    (1..=255).contains(&value.len())
+        && value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
 }
 
 #[derive(Clone, Copy)]

@@ -538,6 +538,33 @@ fn claim_problems_are_refused_with_their_rule() {
             with(claims(), "sub", json!(7)),
             rule::BAD_CLAIM,
         ),
+        // The upstream gets the subject in a header: what cannot travel there unchanged is
+        // refused, so the upstream and the audit log name the same caller.
+        (
+            "sub with a line break",
+            with(claims(), "sub", json!("a\r\nx-evil: 1")),
+            rule::BAD_CLAIM,
+        ),
+        (
+            "sub with a leading space",
+            with(claims(), "sub", json!(" dr-adams")),
+            rule::BAD_CLAIM,
+        ),
+        (
+            "sub over 255 bytes",
+            with(claims(), "sub", json!("s".repeat(256))),
+            rule::BAD_CLAIM,
+        ),
+        (
+            "sub not ASCII",
+            with(claims(), "sub", json!("dr-müller")),
+            rule::BAD_CLAIM,
+        ),
+        (
+            "client_id with a trailing space",
+            with(claims(), "client_id", json!("ward-app ")),
+            rule::BAD_CLAIM,
+        ),
         (
             "jti a number",
             with(claims(), "jti", json!(7)),
