@@ -27,7 +27,7 @@ const CONFORMANCE_TABLES: &[(&str, &str, usize)] = &[
     ("least-privilege", "least-privilege.toml", 304),
     ("least-privilege", "least-privilege-example.toml", 10),
     ("least-privilege", "least-privilege-attacks.toml", 100),
-    ("rate-limit", "rate-limit.toml", 30),
+    ("rate-limit", "rate-limit.toml", 50),
     ("anomaly", "anomaly.toml", 60),
 ];
 

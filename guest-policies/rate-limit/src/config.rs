@@ -24,10 +24,17 @@ pub struct Config {
     /// One bucket per named route, shared by every caller of it (protects an upstream).
     #[serde(default)]
     pub routes: BTreeMap<String, Shape>,
-    /// One bucket for everything this module sees: the ceiling that still holds when an
-    /// attacker rotates client ids, users and addresses, each of which starts full.
+    /// One bucket for every authenticated request this module sees: the ceiling that still
+    /// holds when an attacker rotates client ids, users and addresses, each of which starts
+    /// full. Anonymous requests never draw from it (see `anonymous`).
     #[serde(default = "default_global")]
     pub global: Shape,
+    /// One bucket for every anonymous request (a route's `anonymous_paths`, such as
+    /// `/metadata`): their ceiling instead of `global` and the route buckets, so that
+    /// unauthenticated traffic from however many addresses cannot empty the buckets
+    /// clinicians depend on.
+    #[serde(default = "default_anonymous")]
+    pub anonymous: Shape,
     /// What one request costs, by FHIR interaction.
     #[serde(default)]
     pub costs: Costs,
@@ -90,8 +97,12 @@ impl Shape {
 }
 
 /// A tier: the callers it matches and the per-caller bucket shapes they get instead of the
-/// defaults. Every listed criterion must match (a role of the caller, its client, the route);
-/// within one list any entry matches. Shapes not given are the defaults'.
+/// defaults. Every listed criterion must match (a role of the caller, its client, its token's
+/// issuer, the route); within one list any entry matches. Shapes not given are the defaults'.
+///
+/// Client ids and roles are only unique per issuer: with more than one identity provider (or
+/// dynamic client registration), a tier that grants more than the defaults should list
+/// `issuers`, or another provider's token naming the same client or role lands in it.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
@@ -102,6 +113,10 @@ pub struct Tier {
     pub roles: Vec<String>,
     #[serde(default)]
     pub clients: Vec<String>,
+    /// Token issuers (`iss`, exactly as configured in `[[identity.issuers]]`); empty matches
+    /// any. Anonymous requests match no tier that lists issuers, roles or clients.
+    #[serde(default)]
+    pub issuers: Vec<String>,
     #[serde(default)]
     pub routes: Vec<String>,
     #[serde(default)]
@@ -228,6 +243,19 @@ fn default_global() -> Shape {
         period_ms: 1000,
     }
 }
+/// 200 tokens, 100 more a second. Anonymous paths are discovery documents (the
+/// CapabilityStatement, `.well-known/smart-configuration`) that an app fetches once per
+/// launch or start-up: 100 a second is 360,000 launches an hour, far beyond any hospital's
+/// fleet, and the burst of 200 absorbs a shift change in which hundreds of workstations start
+/// their apps at once. It is a tenth of the default `global`, so a flood of anonymous requests
+/// adds at most a tenth to what the upstreams see from authenticated traffic.
+fn default_anonymous() -> Shape {
+    Shape {
+        capacity: 200,
+        refill: 100,
+        period_ms: 1000,
+    }
+}
 fn default_ipv6_prefix_bits() -> u8 {
     64
 }
@@ -251,6 +279,7 @@ impl Config {
         check("defaults.user".into(), &self.defaults.user);
         check("defaults.address".into(), &self.defaults.address);
         check("global".into(), &self.global);
+        check("anonymous".into(), &self.anonymous);
         for (route, shape) in &self.routes {
             check(format!("routes.{route}"), shape);
         }
@@ -323,10 +352,23 @@ fn tier_problem(index: usize, tier: &Tier) -> Vec<String> {
             "`tiers[{index}].name` `{DEFAULT_TIER}` is reserved for callers no tier matches\n  help: set those shapes in `defaults`"
         ));
     }
-    if tier.roles.is_empty() && tier.clients.is_empty() && tier.routes.is_empty() {
+    if tier.roles.is_empty()
+        && tier.clients.is_empty()
+        && tier.issuers.is_empty()
+        && tier.routes.is_empty()
+    {
         problems.push(format!(
-            "`tiers[{index}]` (`{}`) matches every caller\n  help: list `roles`, `clients` or `routes`, or set the shapes in `defaults`",
+            "`tiers[{index}]` (`{}`) matches every caller\n  help: list `roles`, `clients`, `issuers` or `routes`, or set the shapes in `defaults`",
             tier.name
+        ));
+    }
+    if let Some(position) = tier
+        .issuers
+        .iter()
+        .position(|issuer| issuer.trim().is_empty())
+    {
+        problems.push(format!(
+            "`tiers[{index}].issuers[{position}]` is empty\n  help: give the issuer exactly as `[[identity.issuers]]` `issuer` has it"
         ));
     }
     if tier.client.is_none() && tier.user.is_none() && tier.address.is_none() {
@@ -352,6 +394,14 @@ mod tests {
     fn an_empty_config_has_safe_defaults() {
         let config = parse("{}").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.global.capacity, 2000);
+        assert_eq!(
+            config.anonymous,
+            Shape {
+                capacity: 200,
+                refill: 100,
+                period_ms: 1000
+            }
+        );
         assert_eq!(config.costs.of_operation("export"), 20);
         assert_eq!(config.costs.of_operation("lastn"), 5);
         assert_eq!(config.ipv6_prefix_bits, 64);
@@ -402,6 +452,24 @@ mod tests {
             error.contains("`tiers[2]` (`Default`) matches every caller"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn tiers_may_match_by_issuer_and_anonymous_is_checked_like_any_bucket() {
+        let config = parse(
+            r#"{"tiers": [{"name": "partner", "issuers": ["https://idp.partner.example"],
+                           "user": {"capacity": 30, "refill": 30}}]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.tiers[0].issuers, ["https://idp.partner.example"]);
+        let error = parse(
+            r#"{"anonymous": {"capacity": 1, "refill": 1},
+                "tiers": [{"name": "t", "issuers": [" "], "user": {"capacity": 30, "refill": 30}}]}"#,
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(error.contains("`anonymous.capacity` is 1"), "{error}");
+        assert!(error.contains("`tiers[0].issuers[0]` is empty"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! ehrgate policy `rate-limit`: token buckets per user, OAuth client, source address and
-//! route, with tiers by role, client and route, a cost per FHIR interaction, and a global
-//! ceiling that holds when an attacker rotates identities and addresses.
+//! ehrgate policy `rate-limit`: token buckets per user, OAuth client (both keyed with the
+//! token's issuer), source address and route, with tiers by role, client, issuer and route, a
+//! cost per FHIR interaction, and a global ceiling that holds when an attacker rotates
+//! identities and addresses. Anonymous requests have a ceiling of their own instead, so
+//! unauthenticated traffic cannot use up what authenticated callers depend on.
 //!
 //! Buckets live in the host's bounded state (LRU tables with fixed capacity), so rotating
 //! keys cannot grow memory; a forgotten bucket comes back full, which is why the global
@@ -79,7 +81,7 @@ fn refused(status: &BucketStatus, dimension: Dimension, cost: u64) -> Decision {
         .max(1);
     let severity = match dimension {
         // A shared limit running dry is an operational event, not one caller's excess.
-        Dimension::Global | Dimension::Route => Severity::Medium,
+        Dimension::Global | Dimension::Route | Dimension::Anonymous => Severity::Medium,
         _ => Severity::Low,
     };
     let decision = Decision::deny(

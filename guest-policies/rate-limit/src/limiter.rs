@@ -15,6 +15,7 @@ pub enum Dimension {
     Address,
     Route,
     Global,
+    Anonymous,
 }
 
 impl Dimension {
@@ -25,6 +26,7 @@ impl Dimension {
             Dimension::Address => "address",
             Dimension::Route => "route",
             Dimension::Global => "global",
+            Dimension::Anonymous => "anonymous",
         }
     }
 
@@ -35,6 +37,7 @@ impl Dimension {
             Dimension::Address => "rate-limit.address",
             Dimension::Route => "rate-limit.route",
             Dimension::Global => "rate-limit.global",
+            Dimension::Anonymous => "rate-limit.anonymous",
         }
     }
 }
@@ -48,39 +51,39 @@ pub struct Limit {
 }
 
 /// The buckets `request` draws from, most specific first (user, client, address), then the
-/// shared ones (route, global). The order decides which bucket a refusal names when several
+/// shared ones (route, global; anonymous for anonymous requests). The order decides which bucket a refusal names when several
 /// are empty: the caller's own limit before the one everybody shares.
+///
+/// Anonymous requests (routes' `anonymous_paths`) draw from their address bucket and the
+/// `anonymous` ceiling only: not from `global` or a route bucket, which authenticated callers
+/// depend on and which unauthenticated traffic from many addresses could otherwise empty.
 pub fn limits_for(config: &Config, request: &Request) -> Vec<Limit> {
     let tier = config.tiers.iter().find(|tier| matches(tier, request));
     let tier_name = tier.map_or(DEFAULT_TIER, |t| t.name.as_str());
-    let shape = |dimension: Dimension| {
-        let chosen = tier.and_then(|t| match dimension {
-            Dimension::User => t.user,
-            Dimension::Client => t.client,
-            _ => t.address,
-        });
-        chosen.unwrap_or(match dimension {
-            Dimension::User => config.defaults.user,
-            Dimension::Client => config.defaults.client,
-            _ => config.defaults.address,
-        })
-    };
+    let defaults = &config.defaults;
+    let user_shape = tier.and_then(|t| t.user).unwrap_or(defaults.user);
+    let client_shape = tier.and_then(|t| t.client).unwrap_or(defaults.client);
+    let address_shape = tier.and_then(|t| t.address).unwrap_or(defaults.address);
     let mut limits = Vec::with_capacity(5);
-    // Anonymous requests (routes that allow them) have only address, route and global.
     if let Some(principal) = &request.principal {
+        // Subjects and client ids are unique per issuer only (a second identity provider, or
+        // dynamic client registration, can mint any client id); the issuer is configured,
+        // not free text.
         limits.push(Limit {
             dimension: Dimension::User,
-            // Subjects are unique per issuer only; the issuer is configured, not free text.
             key: state_key(
                 &format!("user:{tier_name}:{}", principal.issuer),
                 &principal.subject,
             ),
-            bucket: shape(Dimension::User).bucket(),
+            bucket: user_shape.bucket(),
         });
         limits.push(Limit {
             dimension: Dimension::Client,
-            key: state_key(&format!("client:{tier_name}"), &principal.client_id),
-            bucket: shape(Dimension::Client).bucket(),
+            key: state_key(
+                &format!("client:{tier_name}:{}", principal.issuer),
+                &principal.client_id,
+            ),
+            bucket: client_shape.bucket(),
         });
     }
     let trusted = parse_address(&request.source_address)
@@ -91,8 +94,16 @@ pub fn limits_for(config: &Config, request: &Request) -> Vec<Limit> {
         limits.push(Limit {
             dimension: Dimension::Address,
             key: state_key(&format!("address:{tier_name}"), &address),
-            bucket: shape(Dimension::Address).bucket(),
+            bucket: address_shape.bucket(),
         });
+    }
+    if request.principal.is_none() {
+        limits.push(Limit {
+            dimension: Dimension::Anonymous,
+            key: "anonymous".to_owned(),
+            bucket: config.anonymous.bucket(),
+        });
+        return limits;
     }
     if let Some(route_shape) = config.routes.get(&request.route) {
         limits.push(Limit {
@@ -109,14 +120,19 @@ pub fn limits_for(config: &Config, request: &Request) -> Vec<Limit> {
     limits
 }
 
+/// Whether `tier` applies to `request`: every criterion it lists matches. Roles and client
+/// ids mean something only together with the issuer that minted them, which is what
+/// `issuers` pins down.
 fn matches(tier: &Tier, request: &Request) -> bool {
     let principal = request.principal.as_ref();
     let role_ok = tier.roles.is_empty()
         || principal.is_some_and(|p| tier.roles.iter().any(|role| p.has_role(role)));
     let client_ok =
         tier.clients.is_empty() || principal.is_some_and(|p| tier.clients.contains(&p.client_id));
+    let issuer_ok =
+        tier.issuers.is_empty() || principal.is_some_and(|p| tier.issuers.contains(&p.issuer));
     let route_ok = tier.routes.is_empty() || tier.routes.contains(&request.route);
-    role_ok && client_ok && route_ok
+    role_ok && client_ok && issuer_ok && route_ok
 }
 
 /// How taking from every bucket went.
@@ -180,7 +196,165 @@ fn take_rest(
     }
     match tightest {
         Some(status) => Ok(Outcome::Allowed(status)),
-        // `limits_for` always includes the global bucket.
+        // `limits_for` always includes the global or the anonymous bucket.
         None => Err("no bucket applies to this request".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ehrgate_sdk::{Interaction, testing};
+
+    use super::*;
+
+    const HOME: &str = "https://idp.hospital.example";
+    const PARTNER: &str = "https://idp.partner.example";
+
+    fn parse(json: &str) -> Config {
+        let config: Config = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        config.validate().unwrap_or_else(|e| panic!("{e}"));
+        config
+    }
+
+    fn read(issuer: Option<&str>, client_id: &str, source: &str) -> Request {
+        let mut request = testing::request(Interaction::Read, Some("Patient"));
+        request.route = "ehr".to_owned();
+        request.source_address = source.to_owned();
+        request.principal = issuer.map(|issuer| {
+            let mut principal = testing::principal("dr-adams");
+            principal.issuer = issuer.to_owned();
+            principal.client_id = client_id.to_owned();
+            principal
+        });
+        request
+    }
+
+    fn keys(config: &Config, request: &Request) -> Vec<(Dimension, String)> {
+        limits_for(config, request)
+            .into_iter()
+            .map(|limit| (limit.dimension, limit.key))
+            .collect()
+    }
+
+    fn key_of(config: &Config, request: &Request, dimension: Dimension) -> Option<String> {
+        keys(config, request)
+            .into_iter()
+            .find(|(d, _)| *d == dimension)
+            .map(|(_, key)| key)
+    }
+
+    fn capacity_of(config: &Config, request: &Request, dimension: Dimension) -> Option<u64> {
+        limits_for(config, request)
+            .into_iter()
+            .find(|limit| limit.dimension == dimension)
+            .map(|limit| limit.bucket.capacity)
+    }
+
+    #[test]
+    fn anonymous_requests_draw_on_their_address_and_the_anonymous_ceiling_only() {
+        let config = parse(r#"{"routes": {"ehr": {"capacity": 50, "refill": 50}}}"#);
+        let anonymous = read(None, "", "203.0.113.9");
+        assert_eq!(
+            keys(&config, &anonymous),
+            [
+                (Dimension::Address, "address:default:203.0.113.9".to_owned()),
+                (Dimension::Anonymous, "anonymous".to_owned()),
+            ]
+        );
+        assert_eq!(
+            capacity_of(&config, &anonymous, Dimension::Anonymous),
+            Some(200)
+        );
+        // From a trusted network only the ceiling is left.
+        let trusted = parse(r#"{"trusted_networks": ["10.0.0.0/8"]}"#);
+        let inside = read(None, "", "10.1.2.3");
+        assert_eq!(
+            keys(&trusted, &inside),
+            [(Dimension::Anonymous, "anonymous".to_owned())]
+        );
+    }
+
+    #[test]
+    fn authenticated_requests_draw_on_global_and_the_route_never_on_the_anonymous_ceiling() {
+        let config = parse(
+            r#"{"routes": {"ehr": {"capacity": 50, "refill": 50}},
+                "anonymous": {"capacity": 20, "refill": 10, "period_ms": 1000}}"#,
+        );
+        let dimensions: Vec<Dimension> = keys(&config, &read(Some(HOME), "ward-app", "192.0.2.1"))
+            .into_iter()
+            .map(|(dimension, _)| dimension)
+            .collect();
+        assert_eq!(
+            dimensions,
+            [
+                Dimension::User,
+                Dimension::Client,
+                Dimension::Address,
+                Dimension::Route,
+                Dimension::Global,
+            ]
+        );
+    }
+
+    #[test]
+    fn client_buckets_are_per_issuer() {
+        let config = parse("{}");
+        let home = read(Some(HOME), "ward-app", "10.0.0.1");
+        let partner = read(Some(PARTNER), "ward-app", "10.0.0.1");
+        assert_eq!(
+            key_of(&config, &home, Dimension::Client).as_deref(),
+            Some("client:default:https://idp.hospital.example:ward-app")
+        );
+        assert_eq!(
+            key_of(&config, &partner, Dimension::Client).as_deref(),
+            Some("client:default:https://idp.partner.example:ward-app")
+        );
+        assert_eq!(
+            key_of(&config, &home, Dimension::User).as_deref(),
+            Some("user:default:https://idp.hospital.example:dr-adams")
+        );
+    }
+
+    #[test]
+    fn a_tier_with_issuers_matches_only_their_tokens() {
+        let config = parse(
+            r#"{"tiers": [{"name": "bulk", "clients": ["exporter"],
+                           "issuers": ["https://idp.hospital.example"],
+                           "client": {"capacity": 5000, "refill": 100}}]}"#,
+        );
+        let home = read(Some(HOME), "exporter", "10.0.0.1");
+        assert_eq!(capacity_of(&config, &home, Dimension::Client), Some(5000));
+        assert_eq!(
+            key_of(&config, &home, Dimension::Client).as_deref(),
+            Some("client:bulk:https://idp.hospital.example:exporter")
+        );
+        // The same client id from another identity provider gets the defaults.
+        let partner = read(Some(PARTNER), "exporter", "10.0.0.1");
+        assert_eq!(
+            capacity_of(&config, &partner, Dimension::Client),
+            Some(1200)
+        );
+        assert_eq!(
+            key_of(&config, &partner, Dimension::Client).as_deref(),
+            Some("client:default:https://idp.partner.example:exporter")
+        );
+        // And a tier with issuers never matches an anonymous request.
+        let anonymous = read(None, "", "192.0.2.1");
+        assert_eq!(
+            key_of(&config, &anonymous, Dimension::Address).as_deref(),
+            Some("address:default:192.0.2.1")
+        );
+    }
+
+    #[test]
+    fn a_tier_may_match_by_issuer_alone() {
+        let config = parse(
+            r#"{"tiers": [{"name": "partner", "issuers": ["https://idp.partner.example"],
+                           "user": {"capacity": 30, "refill": 30}}]}"#,
+        );
+        let partner = read(Some(PARTNER), "any-app", "192.0.2.1");
+        assert_eq!(capacity_of(&config, &partner, Dimension::User), Some(30));
+        let home = read(Some(HOME), "any-app", "192.0.2.1");
+        assert_eq!(capacity_of(&config, &home, Dimension::User), Some(300));
     }
 }

@@ -20,7 +20,7 @@
 //! scopes = "launch/patient patient/Observation.rs"
 //! patient = "123"                            # launch patient
 //! roles = ["physician"]                      # also: fhir_user, purpose_of_use,
-//! client_id = "ward-app"                     #   break_glass_reason, subject, encounter,
+//! client_id = "ward-app"                     #   break_glass_reason, subject, issuer, encounter,
 //! route = "ehr"                              #   source_address, anonymous = true
 //! time = "2026-01-06T23:30:00Z"              # optional: this case's receive time
 //! config = { allow_unverified_instance_writes = true }   # optional per-case override
