@@ -288,6 +288,23 @@ pub fn is_billing_type(resource_type: &str) -> bool {
     )
 }
 
+/// Whether resources of `resource_type` can belong to a patient compartment (Patient
+/// itself included).
+pub fn is_compartment_type(resource_type: &str) -> bool {
+    !patient_compartment_params(resource_type).is_empty()
+}
+
+/// Whether `resource_type` defines the `patient` search parameter in R4 (4.0.1)
+/// (searchparameter-registry). A server ignores (or refuses) `patient=` on the others, so it
+/// names no patient there. Same table as the sdk's, which judges pins with it.
+pub fn defines_patient_param(resource_type: &str) -> bool {
+    match resource_type {
+        "AdverseEvent" | "Group" | "Patient" | "Schedule" | "SupplyRequest" => false,
+        "Contract" | "Device" | "GuidanceResponse" | "Task" => true,
+        other => is_compartment_type(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The guest sdk's copy of these tables, which guests use to judge responses.
@@ -319,6 +336,8 @@ mod tests {
             "pub const RESOURCE_TYPES: &[&str] = &[",
             "pub fn patient_compartment_params(resource_type: &str)",
             "pub fn is_billing_type(resource_type: &str)",
+            "pub fn is_compartment_type(resource_type: &str)",
+            "pub fn defines_patient_param(resource_type: &str)",
         ] {
             assert_eq!(
                 item(HOST_COPY, start),

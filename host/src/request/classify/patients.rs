@@ -15,19 +15,6 @@ use crate::request::fhir;
 /// counts only with the `:Patient` type modifier.
 const PATIENT_ONLY_PARAMS: &[&str] = &["patient", "beneficiary"];
 
-/// Compartment types that define no `patient` search parameter in R4 (Patient is searched
-/// by `_id` and `link`, AdverseEvent by `subject`, Group by `member`, Schedule by `actor`,
-/// SupplyRequest by `subject`/`requester`). A server that ignores unknown parameters
-/// (search.html#errors, `handling=lenient`) would search every patient, so `patient=` there
-/// is no pin.
-const NO_PATIENT_PARAM: &[&str] = &[
-    "Patient",
-    "AdverseEvent",
-    "Group",
-    "Schedule",
-    "SupplyRequest",
-];
-
 /// How deep a written resource is searched for references: far deeper than any R4 resource
 /// nests, so a crafted body cannot make the walk costly.
 const MAX_REFERENCE_DEPTH: usize = 64;
@@ -80,8 +67,10 @@ fn from_params_of(
         // names only `subject`; not on the types that have no such parameter.
         // Names and type modifiers are case-sensitive (R4 search.html): `PATIENT=` is an
         // unknown parameter to the server, not a pin.
+        // A server that ignores unknown parameters (search.html#errors,
+        // `handling=lenient`) would search every patient where `patient` is not defined.
         let names_patient = (base == "patient"
-            && (operation || !NO_PATIENT_PARAM.contains(&resource_type)))
+            && (operation || fhir::defines_patient_param(resource_type)))
             || compartment.contains(&base);
         if !names_patient {
             continue;
