@@ -53,6 +53,7 @@ fn audit_files() -> AuditFiles {
 /// A gateway config: `/fhir` to `upstream_url`, the chaos fixture enforcing `chaos_config`
 /// and a second chaos module in shadow mode that always denies, and `[audit]` with `extra`.
 fn config(upstream_url: &str, files: &AuditFiles, chaos_config: &str, extra: &str) -> String {
+    let sandbox = crate::support::gateway::ROOMY_SANDBOX;
     format!(
         r#"
 [server]
@@ -61,10 +62,7 @@ listen = "{{listen}}"
 [admin]
 listen = "{{admin}}"
 
-# Roomy for debug builds on a loaded test machine: these tests are not about deadlines,
-# and a preempted guest thread must not turn into a 503.
-[sandbox]
-deadline_ms = 1000
+{sandbox}
 
 [[upstreams]]
 name = "ehr"

@@ -18,6 +18,7 @@ const BUNDLE: &str = r#"{"resourceType":"Bundle","type":"searchset","total":0}"#
 /// A gateway config: one `/fhir` route to `upstream_url` guarded by the chaos fixture with
 /// `chaos_config` (TOML inline table), plus `extra` appended.
 fn config(upstream_url: &str, chaos_config: &str, extra: &str) -> String {
+    let sandbox = crate::support::gateway::ROOMY_SANDBOX;
     format!(
         r#"
 [server]
@@ -30,10 +31,7 @@ listen = "{{admin}}"
 max_header_count = 32
 max_body_bytes = 4096
 
-# Roomy for debug builds on a loaded test machine: these tests are not about deadlines,
-# and a preempted guest thread must not turn into a 503.
-[sandbox]
-deadline_ms = 1000
+{sandbox}
 
 [[upstreams]]
 name = "ehr"

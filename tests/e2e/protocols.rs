@@ -30,6 +30,7 @@ fn config(upstream: &TestUpstream, tls: bool) -> String {
 
 /// The configuration with `upstream_keys` added to the upstream's table.
 fn config_with(upstream: &TestUpstream, tls: bool, upstream_keys: &str) -> String {
+    let sandbox = crate::support::gateway::ROOMY_SANDBOX;
     let tls = if tls {
         format!(
             "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
@@ -44,10 +45,7 @@ fn config_with(upstream: &TestUpstream, tls: bool, upstream_keys: &str) -> Strin
 [server]
 listen = "{{listen}}"
 {tls}
-# Roomy for debug builds on a loaded test machine: these tests are not about deadlines,
-# and a preempted guest thread must not turn into a 503.
-[sandbox]
-deadline_ms = 1000
+{sandbox}
 
 [[upstreams]]
 name = "ehr"
