@@ -61,9 +61,11 @@ pub fn load(
         name: name.to_owned(),
         path: guest(crate_name),
         config: config.to_owned(),
+        budget: None,
+        response_headers: Default::default(),
     };
     match engine.load(&spec) {
-        Ok(policy) => Arc::new(policy),
+        Ok(policy) => policy,
         Err(e) => panic!("loading `{name}` failed: {e}"),
     }
 }

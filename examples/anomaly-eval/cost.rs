@@ -133,6 +133,8 @@ pub fn measure() -> anyhow::Result<()> {
             name: "anomaly".into(),
             path: path.clone(),
             config,
+            budget: None,
+            response_headers: Default::default(),
         })?;
         let request = read();
         for _ in 0..20 {

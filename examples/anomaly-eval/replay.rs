@@ -68,7 +68,7 @@ pub fn replay(
         ..SandboxSettings::default()
     };
     let engine = PolicyEngine::new(settings, Arc::new(MemoryState::default()))?;
-    let mut policy: Option<(u64, ConfiguredPolicy)> = None;
+    let mut policy: Option<(u64, std::sync::Arc<ConfiguredPolicy>)> = None;
     let mut replay = Replay {
         outcomes: Vec::with_capacity(events.len()),
         faults: Vec::new(),
@@ -87,6 +87,8 @@ pub fn replay(
                 name: "anomaly".into(),
                 path: module_path(),
                 config,
+                budget: None,
+                response_headers: Default::default(),
             };
             let loaded = engine.load(&spec).with_context(|| {
                 format!("loading {} (build the guests first)", spec.path.display())

@@ -94,12 +94,14 @@ fn link(engine: &PolicyEngine, name: &str, crate_name: &str, config: &str) -> Ch
         name: name.into(),
         path: guest(crate_name),
         config: config.into(),
+        budget: None,
+        response_headers: Default::default(),
     };
     let policy = engine
         .load(&spec)
         .unwrap_or_else(|e| panic!("loading {name}: {e}"));
     ChainLink {
-        policy: Arc::new(policy),
+        policy,
         mode: Mode::Enforce,
     }
 }
@@ -157,7 +159,7 @@ fn bench_chains(c: &mut Criterion, samples: &Samples) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
                     let started = Instant::now();
-                    let outcome = chain.evaluate(&request);
+                    let outcome = chain.evaluate_blocking(&request);
                     let elapsed = started.elapsed();
                     std::hint::black_box(outcome);
                     total += elapsed;

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::audit::keys::KeyError;
 use crate::audit::{AuditSettings, Durability};
-use crate::engine::{Mode, PolicySpec, SandboxSettings};
+use crate::engine::response_headers::{self, ResponseHeaderAllowList};
+use crate::engine::{CallBudget, Mode, PolicySpec, SandboxSettings};
 use crate::request::canonical::canonicalize_target;
 use crate::request::fhir::{self, TypeName};
 use crate::request::identity::IssuerConfig;
@@ -266,7 +267,8 @@ impl Checker<'_> {
             .iter()
             .map(|u| u.name.get_ref().clone())
             .collect();
-        let routes = self.check_routes(&file.routes, &upstream_names);
+        let routes = self.check_routes(&file.routes, &upstream_names, &file.sandbox);
+        self.check_instance_slots(&routes, &file.sandbox);
         if routes.is_empty() {
             self.problem(
                 None,
@@ -543,10 +545,40 @@ impl Checker<'_> {
         }
     }
 
+    /// Every policy's slots must fit in the instance pool, so no policy waits for another's.
+    fn check_instance_slots(&mut self, routes: &[RouteSettings], sandbox: &SandboxSettings) {
+        let wanted: u64 = routes
+            .iter()
+            .flat_map(|r| &r.policies)
+            .map(|(spec, _)| {
+                u64::from(
+                    spec.budget
+                        .map_or(sandbox.max_concurrent_calls, |b| b.max_concurrent_calls),
+                )
+            })
+            .sum();
+        if wanted > u64::from(sandbox.max_concurrent_instances) {
+            self.problem(
+                None,
+                format!(
+                    "`sandbox.max_concurrent_instances` is {}, but the policies' \
+                     `max_concurrent_calls` add up to {wanted}: policies would wait for each \
+                     other's instance slots",
+                    sandbox.max_concurrent_instances
+                ),
+                Some(&format!(
+                    "raise `max_concurrent_instances` to at least {wanted}, or lower some \
+                     policy's `max_concurrent_calls`"
+                )),
+            );
+        }
+    }
+
     fn check_routes(
         &mut self,
         routes: &[model::RouteConfig],
         upstreams: &[String],
+        file_sandbox: &SandboxSettings,
     ) -> Vec<RouteSettings> {
         let mut names = HashSet::new();
         let mut prefixes = HashSet::new();
@@ -639,7 +671,8 @@ impl Checker<'_> {
                     ),
                 }
             }
-            let policies = self.check_policies(&name, &route.policies);
+            let allow_list = self.check_response_headers(&name, &route.policy_response_headers);
+            let policies = self.check_policies(&name, &route.policies, &allow_list, &file_sandbox);
             settings.push(RouteSettings {
                 name,
                 prefix_segments,
@@ -672,10 +705,45 @@ impl Checker<'_> {
         settings
     }
 
+    /// The route's `policy_response_headers`, each a header name no route may refuse.
+    fn check_response_headers(
+        &mut self,
+        route: &str,
+        names: &[toml::Spanned<String>],
+    ) -> ResponseHeaderAllowList {
+        let mut allowed = Vec::new();
+        for name in names {
+            let lower = name.get_ref().to_ascii_lowercase();
+            if !response_headers::is_header_name(&lower) {
+                self.problem(
+                    Some(name.span()),
+                    format!(
+                        "route `{route}`: `policy_response_headers` lists `{}`, which is not a header name",
+                        name.get_ref().escape_debug()
+                    ),
+                    None,
+                );
+            } else if let Some(why) = response_headers::never_allowed(&lower) {
+                self.problem(
+                    Some(name.span()),
+                    format!(
+                        "route `{route}`: `policy_response_headers` lists `{lower}`, a {why} header that policies may never set"
+                    ),
+                    Some("list only headers that describe the decision, for example `x-policy-notice`"),
+                );
+            } else {
+                allowed.push(lower);
+            }
+        }
+        ResponseHeaderAllowList::new(&allowed)
+    }
+
     fn check_policies(
         &mut self,
         route: &str,
         policies: &[model::PolicyConfig],
+        allow_list: &ResponseHeaderAllowList,
+        sandbox: &SandboxSettings,
     ) -> Vec<(PolicySpec, Mode)> {
         let mut names = HashSet::new();
         let mut specs = Vec::new();
@@ -766,11 +834,28 @@ impl Checker<'_> {
                     },
                 },
             };
+            let defaults = sandbox.default_budget();
+            let budget = CallBudget {
+                max_concurrent_calls: policy
+                    .max_concurrent_calls
+                    .unwrap_or(defaults.max_concurrent_calls),
+                max_queued_calls: policy.max_queued_calls.unwrap_or(defaults.max_queued_calls),
+                queue_timeout_ms: policy.queue_timeout_ms.unwrap_or(defaults.queue_timeout_ms),
+            };
+            for problem in budget.problems() {
+                self.problem(
+                    Some(policy.name.span()),
+                    format!("route `{route}`: policy `{name}`: {problem}"),
+                    None,
+                );
+            }
             specs.push((
                 PolicySpec {
                     name: name.clone(),
                     path: module,
                     config,
+                    budget: Some(budget),
+                    response_headers: allow_list.clone(),
                 },
                 policy.mode,
             ));

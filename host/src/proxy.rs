@@ -104,7 +104,7 @@ impl Gateway {
             for (spec, mode) in &settings.policies {
                 match engine.load(spec) {
                     Ok(policy) => links.push(ChainLink {
-                        policy: Arc::new(policy),
+                        policy,
                         mode: *mode,
                     }),
                     Err(error) => problems.push(format!("route `{}`: {error}", settings.name)),

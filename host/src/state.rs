@@ -11,9 +11,11 @@ mod bucket;
 mod counter;
 mod distinct;
 mod memory;
+mod provider;
 
 pub use bucket::{BucketSpec, BucketStatus};
 pub use memory::{MemoryState, MemoryStateLimits};
+pub use provider::StateProvider;
 
 /// The longest key or member a guest may use, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;

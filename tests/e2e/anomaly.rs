@@ -75,7 +75,7 @@ fn with_break_glass(mut request: Request) -> Request {
     request
 }
 
-fn decide(policy: &ConfiguredPolicy, request: &Request) -> ModuleDecision {
+fn decide(policy: &Arc<ConfiguredPolicy>, request: &Request) -> ModuleDecision {
     policy.evaluate(request).expect("evaluates")
 }
 
@@ -588,6 +588,8 @@ fn config_mistakes_stop_the_load_with_a_clear_message() {
             name: "anomaly".into(),
             path: guest("anomaly"),
             config: config.into(),
+            budget: None,
+            response_headers: Default::default(),
         };
         engine.load(&spec).err().expect("refused").to_string()
     };

@@ -34,7 +34,7 @@ fn the_first_enforced_deny_wins_and_every_module_runs() {
         link(&engine, "second", &deny("second.rule", 403), Mode::Enforce),
         link(&engine, "third", &deny("third.rule", 429), Mode::Enforce),
     ]);
-    let outcome = chain.evaluate(&patient_search());
+    let outcome = chain.evaluate_blocking(&patient_search());
     match &outcome.decision {
         ChainDecision::Deny { module, denial } => {
             assert_eq!(&**module, "second");
@@ -69,7 +69,7 @@ fn order_decides_which_deny_is_reported() {
         link(&engine, "third", &deny("third.rule", 429), Mode::Enforce),
         link(&engine, "second", &deny("second.rule", 403), Mode::Enforce),
     ]);
-    match chain.evaluate(&patient_search()).decision {
+    match chain.evaluate_blocking(&patient_search()).decision {
         ChainDecision::Deny { module, .. } => assert_eq!(&*module, "third"),
         other => panic!("expected a deny, got {other:?}"),
     }
@@ -87,7 +87,7 @@ fn shadow_denies_are_recorded_but_not_enforced() {
             Mode::Enforce,
         ),
     ]);
-    let outcome = chain.evaluate(&patient_search());
+    let outcome = chain.evaluate_blocking(&patient_search());
     assert_eq!(outcome.decision, ChainDecision::Allow);
     let shadow: Vec<(&str, String)> = outcome
         .shadow_denials()
@@ -117,7 +117,7 @@ fn a_failing_module_denies_with_policy_error_and_later_modules_still_run() {
             Mode::Enforce,
         ),
     ]);
-    let outcome = chain.evaluate(&chaos_request("panic"));
+    let outcome = chain.evaluate_blocking(&chaos_request("panic"));
     match &outcome.decision {
         ChainDecision::Deny { module, denial } => {
             assert_eq!(&**module, "broken");
@@ -136,7 +136,7 @@ fn a_failing_module_denies_with_policy_error_and_later_modules_still_run() {
 
     // The chain serves the next request normally.
     assert_eq!(
-        chain.evaluate(&patient_search()).decision,
+        chain.evaluate_blocking(&patient_search()).decision,
         ChainDecision::Allow
     );
 }
@@ -145,7 +145,7 @@ fn a_failing_module_denies_with_policy_error_and_later_modules_still_run() {
 fn a_failing_shadow_module_does_not_deny() {
     let engine = engine();
     let chain = PolicyChain::new(vec![link(&engine, "trial", "{}", Mode::Shadow)]);
-    let outcome = chain.evaluate(&chaos_request("recurse"));
+    let outcome = chain.evaluate_blocking(&chaos_request("recurse"));
     assert_eq!(outcome.decision, ChainDecision::Allow);
     let shadow: Vec<String> = outcome.shadow_denials().map(|(_, d)| d.rule_id).collect();
     assert_eq!(shadow, [POLICY_ERROR_RULE]);
@@ -171,7 +171,7 @@ fn the_response_hook_runs_only_for_modules_that_ask() {
         content_type: Some("application/fhir+json".into()),
         body: Some(r#"{"resourceType":"Bundle"}"#.into()),
     };
-    let outcome = chain.on_response(&patient_search(), &response);
+    let outcome = chain.on_response_blocking(&patient_search(), &response);
     assert_eq!(outcome.reports.len(), 1);
     assert_eq!(&*outcome.reports[0].module, "asks");
     let detail: Vec<&str> = outcome.findings().map(|(_, f)| f.detail.as_str()).collect();
@@ -180,7 +180,7 @@ fn the_response_hook_runs_only_for_modules_that_ask() {
 
 #[test]
 fn an_empty_chain_allows() {
-    let outcome = PolicyChain::default().evaluate(&patient_search());
+    let outcome = PolicyChain::default().evaluate_blocking(&patient_search());
     assert_eq!(outcome.decision, ChainDecision::Allow);
     assert!(outcome.reports.is_empty());
 }

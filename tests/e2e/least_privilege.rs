@@ -65,6 +65,8 @@ fn the_example_config_loads_and_bad_configs_are_refused_with_their_reason() {
         name: "least-privilege".into(),
         path: guest("least-privilege"),
         config: config.into(),
+        budget: None,
+        response_headers: Default::default(),
     };
     let loaded = engine
         .load(&spec(&config))

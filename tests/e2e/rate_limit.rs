@@ -53,7 +53,7 @@ fn read(user: &str, client: &str, address: &str, time_ms: u64) -> Request {
     request
 }
 
-fn decide(policy: &ConfiguredPolicy, request: &Request) -> ModuleDecision {
+fn decide(policy: &Arc<ConfiguredPolicy>, request: &Request) -> ModuleDecision {
     policy.evaluate(request).expect("evaluates")
 }
 
@@ -448,6 +448,8 @@ fn config_mistakes_stop_the_load_with_a_clear_message() {
         config: r#"{"defaults": {"user": {"capacity": 1, "refill": 5}},
                     "trusted_networks": ["10.0.0.0/8"]}"#
             .into(),
+        budget: None,
+        response_headers: Default::default(),
     };
     let error = engine.load(&spec).err().expect("refused").to_string();
     assert!(error.contains("`defaults.user.capacity` is 1,"), "{error}");

@@ -144,6 +144,8 @@ fn a_module_importing_what_the_host_lacks_is_refused_at_load() {
         name: "bad".into(),
         path: guest("bad-import"),
         config: "{}".into(),
+        budget: None,
+        response_headers: Default::default(),
     };
     match engine.load(&spec) {
         Err(LoadError::UnknownImport { module, import }) => {
@@ -174,6 +176,8 @@ fn a_module_that_rejects_its_config_is_refused_at_load() {
             name: "chaos".into(),
             path: guest("chaos"),
             config: config.into(),
+            budget: None,
+            response_headers: Default::default(),
         };
         match engine.load(&spec) {
             Err(LoadError::ConfigRejected { module, reason }) => {
@@ -197,6 +201,8 @@ fn a_file_that_is_not_a_component_is_refused_at_load() {
         name: "junk".into(),
         path: file.path().to_owned(),
         config: "{}".into(),
+        budget: None,
+        response_headers: Default::default(),
     };
     let error = engine().load(&spec).err().expect("junk is refused");
     assert!(matches!(error, LoadError::Compile { .. }), "{error}");

@@ -4,7 +4,7 @@
 use crate::support::{chaos_request, engine, load};
 use ehrgate::engine::ConfiguredPolicy;
 
-fn bucket_take(policy: &ConfiguredPolicy, time_ms: u64) -> Option<u16> {
+fn bucket_take(policy: &std::sync::Arc<ConfiguredPolicy>, time_ms: u64) -> Option<u16> {
     let mut request = chaos_request("bucket");
     request.time_ms = time_ms;
     let decision = policy.evaluate(&request).expect("evaluates");

@@ -176,6 +176,11 @@ pub struct RouteConfig {
     /// Show request bodies (writes, bundles) to policies.
     #[serde(default = "default_true")]
     pub policy_body: bool,
+    /// Response headers this route's policies may set, besides the rate-limit fields and
+    /// `Retry-After` that every policy may set. Hop-by-hop, framing, security, caching,
+    /// cookie and gateway-owned headers cannot be listed.
+    #[serde(default)]
+    pub policy_response_headers: Vec<Spanned<String>>,
     /// The policy chain, in order.
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
@@ -206,6 +211,15 @@ pub struct PolicyConfig {
     /// and on every reload. Exclusive with `config`.
     #[serde(default)]
     pub config_file: Option<Spanned<PathBuf>>,
+    /// Calls of this policy that may run at once; default `[sandbox] max_concurrent_calls`.
+    #[serde(default)]
+    pub max_concurrent_calls: Option<u32>,
+    /// Calls that may wait for a slot; default `[sandbox] max_queued_calls`.
+    #[serde(default)]
+    pub max_queued_calls: Option<u32>,
+    /// How long a call may wait for a slot; default `[sandbox] queue_timeout_ms`.
+    #[serde(default)]
+    pub queue_timeout_ms: Option<u64>,
 }
 
 /// `[audit]`: the tamper-evident audit log (see `ehrgate::audit`). Without `dir`, decisions

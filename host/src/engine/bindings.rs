@@ -4,6 +4,10 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "policy",
+    // Calls are async so the engine pool can move a long call between threads; state
+    // imports are async so a shared backend can wait on the network without a thread.
+    imports: { "ehrgate:policy/state": async },
+    exports: { default: async },
 });
 
 pub use ehrgate::policy::log::Level as GuestLogLevel;

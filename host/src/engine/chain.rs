@@ -2,16 +2,21 @@
 //! module sees the same canonical request and every module runs, so the audit record has
 //! every module's findings; the first enforced deny decides. A module that fails (trap,
 //! deadline, memory, bad output) is an enforced deny with rule `policy-error`.
+//!
+//! A chain runs as one job on the engine pool, off the HTTP threads; the request's task
+//! awaits its outcome.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfiguredPolicy;
 use super::bindings::{Request, Response};
-use super::invoke::PolicyFault;
+use super::invoke::{Export, PolicyFault};
+use super::meter::CallMeter;
 use super::verdict::{Denial, Finding, ModuleDecision, POLICY_ERROR_RULE};
+use super::{ConfiguredPolicy, Evaluation};
+use tokio::sync::oneshot;
 
 /// Whether a module's deny is enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -44,7 +49,10 @@ pub struct ModuleReport {
     pub module: Arc<str>,
     pub mode: Mode,
     pub result: Result<ModuleDecision, PolicyFault>,
+    /// Wall-clock time from asking for a slot to the decision (queueing included).
     pub elapsed: Duration,
+    /// The module's own running time: what its deadline counts.
+    pub running: Duration,
 }
 
 impl ModuleReport {
@@ -127,43 +135,135 @@ impl PolicyChain {
         self.links.iter().any(|l| l.policy.inspects_response)
     }
 
-    /// Runs every module on `request`.
-    pub fn evaluate(&self, request: &Request) -> ChainOutcome {
-        self.run(self.links.iter(), |policy| policy.evaluate(request))
+    /// Runs every module on `request`, on the engine pool.
+    pub async fn evaluate(&self, request: Arc<Request>) -> ChainOutcome {
+        let (modules, pending) = self.submit(self.links.to_vec(), evaluate_job(request));
+        finish(modules, pending.await)
     }
 
-    /// Runs `on-response` of the modules that asked for it.
-    pub fn on_response(&self, request: &Request, response: &Response) -> ChainOutcome {
-        let inspecting = self.links.iter().filter(|l| l.policy.inspects_response);
-        self.run(inspecting, |policy| policy.on_response(request, response))
+    /// Runs `on-response` of the modules that asked for it, on the engine pool.
+    pub async fn on_response(&self, request: Arc<Request>, response: Response) -> ChainOutcome {
+        let (modules, pending) = self.submit(self.inspecting(), on_response_job(request, response));
+        finish(modules, pending.await)
     }
 
-    fn run<'a>(
+    /// [`evaluate`](Self::evaluate), waiting on the calling thread (tools and tests; not on
+    /// an async task).
+    pub fn evaluate_blocking(&self, request: &Request) -> ChainOutcome {
+        let job = evaluate_job(Arc::new(request.clone()));
+        let (modules, pending) = self.submit(self.links.to_vec(), job);
+        finish(modules, pending.blocking_recv())
+    }
+
+    /// [`on_response`](Self::on_response), waiting on the calling thread.
+    pub fn on_response_blocking(&self, request: &Request, response: &Response) -> ChainOutcome {
+        let job = on_response_job(Arc::new(request.clone()), response.clone());
+        let (modules, pending) = self.submit(self.inspecting(), job);
+        finish(modules, pending.blocking_recv())
+    }
+
+    fn inspecting(&self) -> Vec<ChainLink> {
+        self.links
+            .iter()
+            .filter(|l| l.policy.inspects_response)
+            .cloned()
+            .collect()
+    }
+
+    /// Submits one engine job that calls `call` for each link in order.
+    fn submit<F, Fut>(
         &self,
-        links: impl Iterator<Item = &'a ChainLink>,
-        call: impl Fn(&ConfiguredPolicy) -> Result<ModuleDecision, PolicyFault>,
-    ) -> ChainOutcome {
-        let mut reports = Vec::with_capacity(self.links.len());
-        for link in links {
-            let started = Instant::now();
-            let result = call(&link.policy);
-            if let Err(fault) = &result {
-                tracing::warn!(
-                    module = %link.policy.name,
-                    fault = fault.kind(),
-                    cause = %fault,
-                    "policy module failed"
-                );
+        links: Vec<ChainLink>,
+        call: F,
+    ) -> (Vec<(Arc<str>, Mode)>, oneshot::Receiver<Vec<ModuleReport>>)
+    where
+        F: Fn(Arc<ConfiguredPolicy>, Arc<CallMeter>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Evaluation> + Send,
+    {
+        let modules: Vec<(Arc<str>, Mode)> = links
+            .iter()
+            .map(|l| (l.policy.name.clone(), l.mode))
+            .collect();
+        let Some(first) = links.first() else {
+            let (sender, receiver) = oneshot::channel();
+            let _ = sender.send(Vec::new());
+            return (modules, receiver);
+        };
+        let pool_owner = first.policy.clone();
+        let meter = Arc::new(CallMeter::default());
+        let job_meter = meter.clone();
+        let job = async move {
+            let mut reports = Vec::with_capacity(links.len());
+            for link in links {
+                let started = Instant::now();
+                let evaluation = call(link.policy.clone(), job_meter.clone()).await;
+                if let Err(fault) = &evaluation.result {
+                    tracing::warn!(
+                        module = %link.policy.name,
+                        fault = fault.kind(),
+                        cause = %fault,
+                        "policy module failed"
+                    );
+                }
+                reports.push(ModuleReport {
+                    module: link.policy.name.clone(),
+                    mode: link.mode,
+                    result: evaluation.result,
+                    elapsed: started.elapsed(),
+                    running: evaluation.running,
+                });
             }
-            reports.push(ModuleReport {
-                module: link.policy.name.clone(),
-                mode: link.mode,
-                result,
-                elapsed: started.elapsed(),
-            });
-        }
-        combine(reports)
+            reports
+        };
+        (modules, pool_owner.shared.pool.submit(meter, job))
     }
+}
+
+fn evaluate_job(
+    request: Arc<Request>,
+) -> impl Fn(Arc<ConfiguredPolicy>, Arc<CallMeter>) -> BoxedEvaluation + Send + 'static {
+    move |policy, meter| {
+        let request = request.clone();
+        Box::pin(async move { policy.decide(&meter, Export::Evaluate(&request)).await })
+    }
+}
+
+fn on_response_job(
+    request: Arc<Request>,
+    response: Response,
+) -> impl Fn(Arc<ConfiguredPolicy>, Arc<CallMeter>) -> BoxedEvaluation + Send + 'static {
+    let response = Arc::new(response);
+    move |policy, meter| {
+        let (request, response) = (request.clone(), response.clone());
+        Box::pin(async move {
+            policy
+                .decide(&meter, Export::OnResponse(&request, &response))
+                .await
+        })
+    }
+}
+
+type BoxedEvaluation = std::pin::Pin<Box<dyn std::future::Future<Output = Evaluation> + Send>>;
+
+/// The outcome from the job's reports; a job that never reported (the pool shut down under
+/// the request) is a failure of every module.
+fn finish(
+    modules: Vec<(Arc<str>, Mode)>,
+    reports: Result<Vec<ModuleReport>, oneshot::error::RecvError>,
+) -> ChainOutcome {
+    let reports = reports.unwrap_or_else(|_| {
+        modules
+            .into_iter()
+            .map(|(module, mode)| ModuleReport {
+                module,
+                mode,
+                result: Err(super::engine_stopped()),
+                elapsed: Duration::ZERO,
+                running: Duration::ZERO,
+            })
+            .collect()
+    });
+    combine(reports)
 }
 
 /// First enforced deny wins; risk is the enforced maximum.

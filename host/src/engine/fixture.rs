@@ -151,11 +151,11 @@ impl FixtureRunner {
     /// does: a module that cannot load fails the whole file with one message.
     pub fn check_module(&self, module_path: &Path, fixtures: &FixtureFile) -> Result<(), String> {
         self.engine
-            .load(&PolicySpec {
-                name: module_name(module_path),
-                path: module_path.to_path_buf(),
-                config: serde_json::Value::Object(fixtures.config.clone()).to_string(),
-            })
+            .load(&PolicySpec::new(
+                &module_name(module_path),
+                module_path,
+                &serde_json::Value::Object(fixtures.config.clone()).to_string(),
+            ))
             .map(drop)
             .map_err(|e| e.to_string())
     }
@@ -179,12 +179,7 @@ impl FixtureRunner {
                     .entry(config.clone())
                     .or_insert_with(|| {
                         self.engine
-                            .load(&PolicySpec {
-                                name: module_name.clone(),
-                                path: module_path.to_path_buf(),
-                                config,
-                            })
-                            .map(Arc::new)
+                            .load(&PolicySpec::new(&module_name, module_path, &config))
                             .map_err(|e| e.to_string())
                     })
                     .clone();
@@ -258,7 +253,7 @@ impl FixtureRunner {
         &self,
         index: usize,
         case: &FixtureCase,
-        policy: &ConfiguredPolicy,
+        policy: &Arc<ConfiguredPolicy>,
     ) -> Result<(Evaluated, PriorTally, Vec<String>), String> {
         self.state
             .begin(&format!("{}/", policy.name), case.time_ms, &case.state);
@@ -323,7 +318,7 @@ fn differences(case: &FixtureCase, evaluated: &Evaluated, unused: Vec<String>) -
 /// The gateway's path for one request: canonicalize, check governing duplicates, classify,
 /// build the policy request, evaluate, and show the response when the module asks.
 fn evaluate_call(
-    policy: &ConfiguredPolicy,
+    policy: &Arc<ConfiguredPolicy>,
     call: &Call,
     time_ms: u64,
     id: String,

@@ -1,22 +1,28 @@
 //! One guest call: a fresh store and instance from the module's `InstancePre`, `init` with
-//! its config, then the export the caller wants, all under the call's deadline, memory and
-//! stack limits. Whatever goes wrong becomes a [`PolicyFault`] with its cause.
+//! its config, then the export the caller wants, all under the call's running-time deadline,
+//! wall-clock backstop, memory and stack limits. Whatever goes wrong becomes a
+//! [`PolicyFault`] with its cause.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::EngineShared;
-use super::bindings::{Capabilities, Policy};
+use super::bindings::{Capabilities, GuestDecision, Request, Response};
 use super::load::CompiledPolicy;
-use super::sandbox::SandboxSettings;
-use super::store::{GuestLimiter, StoreData};
+use super::meter::CallMeter;
+use super::pool::FIRST_SLICE;
+use super::store::{GuestLimiter, Stop, StoreData};
+use crate::state::StateBackend;
 
 /// Why a guest call produced no decision. The request is denied with `policy-error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyFault {
-    #[error("ran past its deadline of {0} ms")]
+    #[error("ran past its deadline of {0} ms of running time")]
     Deadline(u64),
+    #[error("did not finish within the wall-clock limit of {0} ms (the machine was saturated)")]
+    WallLimit(u64),
     #[error("reached its memory limit: {0}")]
     MemoryLimit(String),
     #[error("overflowed its stack (recursion too deep)")]
@@ -31,7 +37,7 @@ pub enum PolicyFault {
     TooMuchData(usize),
     #[error("rejected its config: {0}")]
     ConfigRejected(String),
-    #[error("found no free instance slot within its deadline (too many concurrent calls)")]
+    #[error("found no free slot in its call budget in time (too many concurrent calls)")]
     Saturated,
 }
 
@@ -40,6 +46,7 @@ impl PolicyFault {
     pub fn kind(&self) -> &'static str {
         match self {
             PolicyFault::Deadline(_) => "deadline",
+            PolicyFault::WallLimit(_) => "wall-limit",
             PolicyFault::MemoryLimit(_) => "memory-limit",
             PolicyFault::StackOverflow => "stack-overflow",
             PolicyFault::Panic(_) => "panic",
@@ -54,40 +61,55 @@ impl PolicyFault {
     /// Whether retrying later may succeed (the gateway was busy rather than the module
     /// broken), which makes the refusal a 503 with `Retry-After` instead of a 500.
     pub fn is_transient(&self) -> bool {
-        matches!(self, PolicyFault::Deadline(_) | PolicyFault::Saturated)
+        matches!(
+            self,
+            PolicyFault::Deadline(_) | PolicyFault::WallLimit(_) | PolicyFault::Saturated
+        )
     }
 }
 
-/// Who is calling and for which request.
+/// Who is calling, for which request, and against which state.
 pub(crate) struct CallContext {
     pub(crate) module: Arc<str>,
     /// `<module>/`, prefixed to the module's state keys; made once per module.
     pub(crate) namespace: Arc<str>,
+    pub(crate) state: Arc<dyn StateBackend>,
     pub(crate) request_id: Arc<str>,
     pub(crate) now_ms: u64,
+    /// Running time the call may use.
+    pub(crate) deadline: Duration,
 }
 
-enum Step<R> {
-    Rejected(String),
-    Done(Capabilities, R),
+/// The export to call after `init`.
+pub(crate) enum Export<'a> {
+    /// `init` alone (loading a module).
+    Init,
+    Evaluate(&'a Request),
+    OnResponse(&'a Request, &'a Response),
 }
 
-/// Instantiates `compiled` afresh, calls `init(config)` and then `body`.
-pub(crate) fn call<R>(
+/// What a call produced, and the running time it used.
+pub(crate) struct Called {
+    pub(crate) result: Result<(Capabilities, Option<GuestDecision>), PolicyFault>,
+    pub(crate) running: Duration,
+    /// Guest log messages dropped over the per-call cap.
+    pub(crate) dropped_logs: usize,
+}
+
+/// Instantiates `compiled` afresh, calls `init(config)` and then `export`, charging the
+/// call's running time to `meter` (the engine job it runs in).
+pub(crate) async fn call(
     shared: &EngineShared,
     compiled: &CompiledPolicy,
     config: &str,
     context: &CallContext,
-    body: impl FnOnce(&Policy, &mut Store<StoreData>, &Capabilities) -> wasmtime::Result<R>,
-) -> Result<(Capabilities, R), PolicyFault> {
+    meter: &Arc<CallMeter>,
+    export: Export<'_>,
+) -> Called {
     let settings = &shared.settings;
-    let deadline = std::time::Duration::from_millis(settings.deadline_ms);
-    let Some(_permit) = shared.permits.acquire(deadline) else {
-        return Err(PolicyFault::Saturated);
-    };
     let data = StoreData::new(
         GuestLimiter::new(settings.max_memory_bytes, settings.max_table_elements),
-        shared.state.clone(),
+        context.state.clone(),
         context.module.clone(),
         context.namespace.clone(),
         context.request_id.clone(),
@@ -96,27 +118,79 @@ pub(crate) fn call<R>(
     );
     let mut store = Store::new(&shared.engine, data);
     store.limiter(|data| &mut data.limiter);
-    store.set_epoch_deadline(settings.deadline_ticks());
     store.set_hostcall_fuel(settings.hostcall_bytes);
+    let begun = meter.running();
+    let deadline = context.deadline;
+    let wall_limit = Duration::from_millis(settings.wall_limit_ms);
+    let started = Instant::now();
+    let watch = meter.clone();
+    // Runs at every epoch tick while the guest runs: stop it at its limits, and past its
+    // first slice make it yield at every tick so the pool can move it to the long-call
+    // threads and share them between long calls.
+    store.epoch_deadline_callback(move |mut store| {
+        let ran = watch.running().saturating_sub(begun);
+        if ran >= deadline {
+            store.data_mut().stopped = Some(Stop::Deadline);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        if started.elapsed() >= wall_limit {
+            store.data_mut().stopped = Some(Stop::WallLimit);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        if ran >= FIRST_SLICE || watch.is_demoted() {
+            watch.demote();
+            return Ok(UpdateDeadline::Yield(1));
+        }
+        Ok(UpdateDeadline::Continue(1))
+    });
+    store.set_epoch_deadline(1);
 
-    let outcome = (|| -> wasmtime::Result<Step<R>> {
-        let policy = compiled.pre.instantiate(&mut store)?;
-        let capabilities = match policy.call_init(&mut store, config)? {
-            Ok(capabilities) => capabilities,
-            Err(reason) => return Ok(Step::Rejected(reason)),
-        };
-        let result = body(&policy, &mut store, &capabilities)?;
-        Ok(Step::Done(capabilities, result))
-    })();
-    match outcome {
-        Ok(Step::Done(capabilities, result)) => Ok((capabilities, result)),
-        Ok(Step::Rejected(reason)) => Err(PolicyFault::ConfigRejected(reason)),
-        Err(error) => Err(classify(&error, store.data(), settings)),
+    let outcome = run(&mut store, compiled, config, export).await;
+    let running = meter.running().saturating_sub(begun);
+    let result = match outcome {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(reason)) => Err(PolicyFault::ConfigRejected(reason)),
+        Err(error) => Err(classify(&error, store.data(), context, settings)),
+    };
+    // The store dropped here returns its instance to the pool.
+    Called {
+        result,
+        running,
+        dropped_logs: store.data().log.dropped,
     }
 }
 
+/// `init` then the export; the inner error is `init` refusing its config.
+async fn run(
+    store: &mut Store<StoreData>,
+    compiled: &CompiledPolicy,
+    config: &str,
+    export: Export<'_>,
+) -> wasmtime::Result<Result<(Capabilities, Option<GuestDecision>), String>> {
+    let policy = compiled.pre.instantiate_async(&mut *store).await?;
+    let capabilities = match policy.call_init(&mut *store, config).await? {
+        Ok(capabilities) => capabilities,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let decision = match export {
+        Export::Init => None,
+        Export::Evaluate(request) => Some(policy.call_evaluate(&mut *store, request).await?),
+        Export::OnResponse(request, response) => Some(
+            policy
+                .call_on_response(&mut *store, request, response)
+                .await?,
+        ),
+    };
+    Ok(Ok((capabilities, decision)))
+}
+
 /// Names the cause of a failed call from the error and what the store saw.
-fn classify(error: &wasmtime::Error, data: &StoreData, settings: &SandboxSettings) -> PolicyFault {
+fn classify(
+    error: &wasmtime::Error,
+    data: &StoreData,
+    context: &CallContext,
+    settings: &super::SandboxSettings,
+) -> PolicyFault {
     if data.limiter.memory_refused {
         return PolicyFault::MemoryLimit(format!("{error:#}"));
     }
@@ -129,7 +203,10 @@ fn classify(error: &wasmtime::Error, data: &StoreData, settings: &SandboxSetting
         return PolicyFault::TooMuchData(settings.hostcall_bytes);
     }
     match error.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => PolicyFault::Deadline(settings.deadline_ms),
+        Some(wasmtime::Trap::Interrupt) => match data.stopped {
+            Some(Stop::WallLimit) => PolicyFault::WallLimit(settings.wall_limit_ms),
+            _ => PolicyFault::Deadline(context.deadline.as_millis() as u64),
+        },
         Some(wasmtime::Trap::StackOverflow) => PolicyFault::StackOverflow,
         Some(wasmtime::Trap::UnreachableCodeReached) => match &data.log.last_error {
             // The sdk's panic hook logs `panic: <message>` just before the abort traps.

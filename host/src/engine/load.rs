@@ -9,8 +9,11 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::{Capabilities, PolicyPre};
-use super::invoke::{self, CallContext, PolicyFault};
+use super::bindings::PolicyPre;
+use super::budget::{CallBudget, ModuleBudget};
+use super::invoke::{Export, PolicyFault};
+use super::meter::CallMeter;
+use super::response_headers::ResponseHeaderAllowList;
 use super::signature;
 use super::store::StoreData;
 use super::{ConfiguredPolicy, PolicyEngine};
@@ -79,17 +82,35 @@ pub(crate) struct CompiledModules {
     by_sha: Mutex<HashMap<String, Arc<CompiledPolicy>>>,
 }
 
-/// What to load: a name for errors, logs and the audit log, a file, and its JSON config.
+/// What to load: a name for errors, logs, the audit log and the state partition, a file,
+/// its JSON config, its call budget and the headers its route lets it set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySpec {
     pub name: String,
     pub path: PathBuf,
     pub config: String,
+    /// None: the `[sandbox]` defaults.
+    pub budget: Option<CallBudget>,
+    pub response_headers: ResponseHeaderAllowList,
+}
+
+impl PolicySpec {
+    /// A spec with the default budget and only the always-allowed response headers.
+    pub fn new(name: &str, path: impl Into<PathBuf>, config: &str) -> Self {
+        PolicySpec {
+            name: name.to_owned(),
+            path: path.into(),
+            config: config.to_owned(),
+            budget: None,
+            response_headers: ResponseHeaderAllowList::default(),
+        }
+    }
 }
 
 impl PolicyEngine {
     /// Loads a module and checks its config with `init`.
-    pub fn load(&self, spec: &PolicySpec) -> Result<ConfiguredPolicy, LoadError> {
+    /// Must not be called from an async task (it waits for `init`).
+    pub fn load(&self, spec: &PolicySpec) -> Result<Arc<ConfiguredPolicy>, LoadError> {
         let module = spec.name.clone();
         let bytes = std::fs::read(&spec.path).map_err(|source| LoadError::Read {
             module: module.clone(),
@@ -107,40 +128,52 @@ impl PolicyEngine {
         }
         let compiled = self.compile(&module, &spec.path, &bytes)?;
         let name: Arc<str> = Arc::from(spec.name.as_str());
-        let namespace: Arc<str> = Arc::from(format!("{name}/"));
-        let context = CallContext {
-            module: name.clone(),
-            namespace: namespace.clone(),
-            request_id: Arc::from("load"),
-            now_ms: 0,
-        };
-        let capabilities: Capabilities = invoke::call(
-            &self.shared,
-            &compiled,
-            &spec.config,
-            &context,
-            |_, _, _| Ok(()),
-        )
-        .map(|(capabilities, ())| capabilities)
-        .map_err(|fault| match fault {
-            PolicyFault::ConfigRejected(reason) => LoadError::ConfigRejected {
-                module: module.clone(),
-                reason,
-            },
-            fault => LoadError::InitFailed {
-                module: module.clone(),
-                fault,
-            },
-        })?;
-        Ok(ConfiguredPolicy {
+        let shared = &self.shared;
+        let budget = spec
+            .budget
+            .unwrap_or_else(|| shared.settings.default_budget());
+        let mut policy = ConfiguredPolicy {
+            namespace: Arc::from(format!("{name}/")),
+            state: (shared.partition_of)(&name),
+            budget: ModuleBudget::new(budget, shared.stats.of(&name)),
+            response_headers: spec.response_headers.clone(),
             name,
             sha256: compiled.sha256.clone(),
             compiled,
             config: Arc::from(spec.config.as_str()),
-            inspects_response: capabilities.inspect_response,
-            namespace,
-            shared: self.shared.clone(),
-        })
+            inspects_response: false,
+            shared: shared.clone(),
+        };
+        // `init` once on the pool with the load deadline, so a bad config stops the load.
+        let meter = Arc::new(CallMeter::default());
+        let job_meter = meter.clone();
+        let checked = Arc::new(policy);
+        let job_policy = checked.clone();
+        let initialized = shared
+            .pool
+            .submit(meter, async move {
+                job_policy.call(&job_meter, Export::Init).await.0
+            })
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(super::engine_stopped()));
+        let capabilities = initialized
+            .map(|(capabilities, _)| capabilities)
+            .map_err(|fault| match fault {
+                PolicyFault::ConfigRejected(reason) => LoadError::ConfigRejected {
+                    module: module.clone(),
+                    reason,
+                },
+                fault => LoadError::InitFailed {
+                    module: module.clone(),
+                    fault,
+                },
+            })?;
+        policy = Arc::into_inner(checked).ok_or_else(|| LoadError::Engine {
+            module: module.clone(),
+            reason: "the load check still holds the module".to_owned(),
+        })?;
+        policy.inspects_response = capabilities.inspect_response;
+        Ok(Arc::new(policy))
     }
 
     fn compile(

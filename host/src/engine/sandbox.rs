@@ -1,37 +1,61 @@
 //! Sandbox settings and the wasmtime configuration they produce: the pooling allocator, the
-//! epoch ticker that enforces per-call deadlines, and the permits that keep concurrent
-//! instantiations within the pool.
+//! epoch ticker that lets deadlines be checked while guests run, and the defaults of every
+//! policy's call budget.
 //!
 //! Figures behind the defaults are in `shared/reference/wasmtime.md`: a fresh instance per
 //! request costs about 8.5 µs with the pool tuned as below, against 34 µs with default pool
 //! knobs and 46-60 µs without a pool.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// How often the epoch ticker advances the engine's epoch. Deadlines are whole ticks.
+use super::budget::CallBudget;
+
+/// How often the epoch ticker advances the engine's epoch: how often a running guest's
+/// time is checked against its deadline and a long call yields its thread.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Per-call limits for guests and the size of the instance pool.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxSettings {
-    /// Wall-clock budget for one guest call (init plus evaluate), in milliseconds. A guest
-    /// still running then is stopped and the request denied with `policy-error`.
+    /// Running time one guest call (init plus evaluate) may use, in milliseconds: the CPU
+    /// time the module itself ran, checked every millisecond. A guest that has run this long
+    /// is stopped and the request denied with `policy-error` (fault `deadline`). Time spent
+    /// waiting for a core or a slot does not count, so a busy gateway does not fail good
+    /// calls.
     pub deadline_ms: u64,
+    /// Running time `init` may use when a module is loaded (start and reload), where a
+    /// module may build tables from a large config once.
+    pub load_deadline_ms: u64,
+    /// Wall-clock time after which a call that has not finished is stopped (fault
+    /// `wall-limit`, a 503): a backstop for calls that ran past their first millisecond and
+    /// then got almost no CPU on a saturated machine.
+    pub wall_limit_ms: u64,
+    /// Threads that run policy calls (and as many low-priority threads for long calls).
+    /// 0: one per core.
+    pub threads: usize,
+    /// Default of each policy's `max_concurrent_calls`: its calls that may run at once.
+    pub max_concurrent_calls: u32,
+    /// Default of each policy's `max_queued_calls`: its calls that may wait for a slot.
+    pub max_queued_calls: u32,
+    /// Default of each policy's `queue_timeout_ms`: how long a call may wait for a slot
+    /// before it fails closed as `saturated`.
+    pub queue_timeout_ms: u64,
     /// Largest linear memory a guest may grow to. Each pool slot is this large.
     pub max_memory_bytes: usize,
     /// Largest WebAssembly stack a guest may use; deeper recursion traps.
     pub max_stack_bytes: usize,
     /// Largest table a guest may grow to, in elements.
     pub max_table_elements: usize,
-    /// Instances that may exist at once (the pool's size). Evaluations beyond it wait for a
-    /// free slot until their deadline. Each slot reserves address space, not memory.
+    /// Instances that may exist at once (the pool's size). Must be at least the sum of every
+    /// configured policy's `max_concurrent_calls`, so no policy waits for another's slots.
+    /// Each slot reserves address space, not memory.
     pub max_concurrent_instances: u32,
     /// Bytes a guest may pass to one host import call (keys, log messages).
     pub hostcall_bytes: usize,
@@ -52,6 +76,12 @@ impl Default for SandboxSettings {
     fn default() -> Self {
         SandboxSettings {
             deadline_ms: 5,
+            load_deadline_ms: 1_000,
+            wall_limit_ms: 1_000,
+            threads: 0,
+            max_concurrent_calls: CallBudget::default().max_concurrent_calls,
+            max_queued_calls: CallBudget::default().max_queued_calls,
+            queue_timeout_ms: CallBudget::default().queue_timeout_ms,
             max_memory_bytes: 32 << 20,
             max_stack_bytes: 256 << 10,
             max_table_elements: 10_000,
@@ -75,6 +105,22 @@ impl SandboxSettings {
                 self.deadline_ms
             ));
         }
+        if self.load_deadline_ms == 0 || self.load_deadline_ms > 60_000 {
+            problems.push(format!(
+                "`load_deadline_ms` is {}; expected 1 to 60000",
+                self.load_deadline_ms
+            ));
+        }
+        if self.wall_limit_ms < self.deadline_ms || self.wall_limit_ms > 600_000 {
+            problems.push(format!(
+                "`wall_limit_ms` is {}; expected `deadline_ms` ({}) to 600000",
+                self.wall_limit_ms, self.deadline_ms
+            ));
+        }
+        if self.threads > 256 {
+            problems.push(format!("`threads` is {}; expected 0 to 256", self.threads));
+        }
+        problems.extend(self.default_budget().problems());
         if self.max_memory_bytes < (1 << 20) || self.max_memory_bytes > (1 << 30) {
             problems.push(format!(
                 "`max_memory_bytes` is {}; expected 1 MiB to 1 GiB",
@@ -108,10 +154,21 @@ impl SandboxSettings {
         problems
     }
 
-    /// Epoch ticks for one call: the deadline plus the tick already under way.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
-        self.deadline_ms.div_ceil(tick_ms) + 1
+    /// The budget of a policy that does not set its own.
+    pub fn default_budget(&self) -> CallBudget {
+        CallBudget {
+            max_concurrent_calls: self.max_concurrent_calls,
+            max_queued_calls: self.max_queued_calls,
+            queue_timeout_ms: self.queue_timeout_ms,
+        }
+    }
+
+    /// Threads per class of the engine pool.
+    pub(crate) fn pool_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
     }
 
     /// The wasmtime configuration for these settings.
@@ -126,6 +183,7 @@ impl SandboxSettings {
             .max_memories_per_component(2)
             .max_tables_per_component(8)
             .max_core_instances_per_component(32)
+            .total_stacks(instances)
             .max_memory_size(self.max_memory_bytes)
             .table_elements(self.max_table_elements)
             // Keep the first pages of a slot resident between instances instead of giving
@@ -145,6 +203,9 @@ impl SandboxSettings {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .max_wasm_stack(self.max_stack_bytes)
+            // Guest calls run on fibers; the host's imports get the space above the guest's
+            // own stack limit.
+            .async_stack_size(self.max_stack_bytes + (1 << 20))
             .concurrency_support(false)
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         config
@@ -195,48 +256,6 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Counts free pool slots. Instantiating past the pool's capacity fails instead of waiting,
-/// so callers take a permit first and wait (bounded) for one to come back.
-pub(crate) struct Permits {
-    free: Mutex<u32>,
-    returned: Condvar,
-}
-
-pub(crate) struct Permit<'a> {
-    permits: &'a Permits,
-}
-
-impl Permits {
-    pub(crate) fn new(count: u32) -> Self {
-        Permits {
-            free: Mutex::new(count),
-            returned: Condvar::new(),
-        }
-    }
-
-    /// Takes a permit, waiting at most `timeout`; None when none came free in time.
-    pub(crate) fn acquire(&self, timeout: Duration) -> Option<Permit<'_>> {
-        let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut free, _) = self
-            .returned
-            .wait_timeout_while(free, timeout, |free| *free == 0)
-            .unwrap_or_else(|p| p.into_inner());
-        if *free == 0 {
-            return None;
-        }
-        *free -= 1;
-        Some(Permit { permits: self })
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        let mut free = self.permits.free.lock().unwrap_or_else(|p| p.into_inner());
-        *free += 1;
-        self.permits.returned.notify_one();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,19 +273,9 @@ mod tests {
             max_stack_bytes: 1,
             max_concurrent_instances: 0,
             hostcall_bytes: 3,
+            max_concurrent_calls: 0,
             ..SandboxSettings::default()
         };
-        assert_eq!(settings.problems().len(), 5);
-    }
-
-    #[test]
-    fn permits_run_out_and_come_back() {
-        let permits = Permits::new(2);
-        let a = permits.acquire(Duration::ZERO);
-        let b = permits.acquire(Duration::ZERO);
-        assert!(a.is_some() && b.is_some());
-        assert!(permits.acquire(Duration::from_millis(1)).is_none());
-        drop(a);
-        assert!(permits.acquire(Duration::ZERO).is_some());
+        assert_eq!(settings.problems().len(), 6);
     }
 }

@@ -1,7 +1,8 @@
-//! What a guest's store holds: its resource limiter, the handle to shared state (namespaced
-//! to the module), the request's clock, and its captured log. The host side of the WIT
-//! imports lives here; every import is quick and bounded because epoch deadlines do not
-//! interrupt host calls.
+//! What a guest's store holds: its resource limiter, the module's state partition (keys
+//! namespaced to the module), the request's clock, why the call was stopped, and its
+//! captured log. The host side of the WIT imports lives here. State imports are async, so a
+//! backend that waits on the network holds no thread; epoch deadlines do not interrupt host
+//! calls, so each import is bounded on its own.
 
 use std::sync::Arc;
 
@@ -22,7 +23,18 @@ pub(crate) struct StoreData {
     pub(crate) request_id: Arc<str>,
     pub(crate) now_ms: u64,
     pub(crate) log: GuestLog,
+    /// Set by the epoch callback when it stops the guest, so the trap names the limit.
+    pub(crate) stopped: Option<Stop>,
     key_buffer: String,
+}
+
+/// Which limit stopped a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Its own running time reached the deadline.
+    Deadline,
+    /// The call's wall-clock time reached `wall_limit_ms`.
+    WallLimit,
 }
 
 impl StoreData {
@@ -43,6 +55,7 @@ impl StoreData {
             request_id,
             now_ms,
             log: GuestLog::new(max_log_messages),
+            stopped: None,
             key_buffer: String::new(),
         }
     }
@@ -157,9 +170,29 @@ fn truncate_to_boundary(message: &str, max: usize) -> &str {
 
 impl types::Host for StoreData {}
 
+/// A guest's text made safe for any log format: control characters (a newline would start
+/// a forged line in the text format) and Unicode line and paragraph separators are escaped.
+fn escape_log_text(message: &str) -> std::borrow::Cow<'_, str> {
+    let needs_escape = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !message.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut escaped = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        if needs_escape(c) {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
 impl log::Host for StoreData {
     fn log(&mut self, level: GuestLogLevel, message: String) {
         let message = truncate_to_boundary(&message, MAX_LOG_MESSAGE_BYTES);
+        let escaped = escape_log_text(message);
+        let message = &*escaped;
         if matches!(level, GuestLogLevel::Error) {
             self.log.last_error = Some(message.to_owned());
         }
@@ -187,7 +220,7 @@ impl log::Host for StoreData {
 }
 
 impl state::Host for StoreData {
-    fn take(
+    async fn take(
         &mut self,
         key: String,
         capacity: u64,
@@ -213,24 +246,48 @@ impl state::Host for StoreData {
         })
     }
 
-    fn distinct_add(&mut self, key: String, member: String, window_ms: u64) -> Result<u32, String> {
+    async fn distinct_add(
+        &mut self,
+        key: String,
+        member: String,
+        window_ms: u64,
+    ) -> Result<u32, String> {
         let (state, now_ms) = (self.state.clone(), self.now_ms);
         state
             .distinct_add(self.namespaced(&key)?, &member, window_ms, now_ms)
             .map_err(|e| e.to_string())
     }
 
-    fn distinct_count(&mut self, key: String, window_ms: u64) -> Result<u32, String> {
+    async fn distinct_count(&mut self, key: String, window_ms: u64) -> Result<u32, String> {
         let (state, now_ms) = (self.state.clone(), self.now_ms);
         state
             .distinct_count(self.namespaced(&key)?, window_ms, now_ms)
             .map_err(|e| e.to_string())
     }
 
-    fn counter_add(&mut self, key: String, amount: u64, window_ms: u64) -> Result<u64, String> {
+    async fn counter_add(
+        &mut self,
+        key: String,
+        amount: u64,
+        window_ms: u64,
+    ) -> Result<u64, String> {
         let (state, now_ms) = (self.state.clone(), self.now_ms);
         state
             .counter_add(self.namespaced(&key)?, amount, window_ms, now_ms)
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_log_text_cannot_forge_lines() {
+        assert_eq!(escape_log_text("plain text é"), "plain text é");
+        assert_eq!(
+            escape_log_text("ok\n2026-12-04T00:00:00Z INFO forged\r\u{2028}"),
+            "ok\\n2026-12-04T00:00:00Z INFO forged\\r\\u{2028}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! reshape the HTTP message) has failed, and the request is denied with `policy-error`.
 
 use super::bindings::{GuestDecision, GuestVerdict, Severity};
+use super::response_headers::ResponseHeaderAllowList;
 
 /// The rule id the host uses for a failed policy; guests may not use it.
 pub const POLICY_ERROR_RULE: &str = "policy-error";
@@ -13,26 +14,6 @@ const MAX_FINDINGS: usize = 32;
 const MAX_HEADERS: usize = 16;
 const MAX_HEADER_NAME: usize = 64;
 const MAX_HEADER_VALUE: usize = 256;
-
-/// Headers that shape the HTTP message or the session rather than describe the decision.
-const FORBIDDEN_HEADERS: &[&str] = &[
-    "connection",
-    "content-encoding",
-    "content-length",
-    "content-type",
-    "host",
-    "keep-alive",
-    "location",
-    "proxy-authenticate",
-    "proxy-connection",
-    "set-cookie",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "www-authenticate",
-    "x-request-id",
-];
 
 /// A refusal, validated.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -71,7 +52,11 @@ pub struct ModuleDecision {
 }
 
 /// Checks a guest's decision against the contract in `wit/policy.wit`.
-pub(crate) fn validate(decision: GuestDecision) -> Result<ModuleDecision, String> {
+/// Response headers must be on the route's allow-list (`allowed`).
+pub(crate) fn validate(
+    decision: GuestDecision,
+    allowed: &ResponseHeaderAllowList,
+) -> Result<ModuleDecision, String> {
     let denial = match decision.verdict {
         GuestVerdict::Allow => None,
         GuestVerdict::Deny(deny) => {
@@ -115,7 +100,7 @@ pub(crate) fn validate(decision: GuestDecision) -> Result<ModuleDecision, String
     }
     let mut response_headers = Vec::with_capacity(decision.response_headers.len());
     for header in decision.response_headers {
-        check_header(&header.name, &header.value)?;
+        check_header(&header.name, &header.value, allowed)?;
         response_headers.push((header.name, header.value));
     }
     Ok(ModuleDecision {
@@ -156,7 +141,7 @@ fn check_text(what: &str, text: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_header(name: &str, value: &str) -> Result<(), String> {
+fn check_header(name: &str, value: &str, allowed: &ResponseHeaderAllowList) -> Result<(), String> {
     let name_ok = !name.is_empty()
         && name.len() <= MAX_HEADER_NAME
         && name
@@ -168,9 +153,9 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
             name.escape_debug()
         ));
     }
-    if FORBIDDEN_HEADERS.contains(&name) {
+    if !allowed.allows(name) {
         return Err(format!(
-            "response header `{name}` may not be set by a policy"
+            "response header `{name}` is not in the route's `policy_response_headers`"
         ));
     }
     // RFC 9110 §5.5: field values are visible ASCII, spaces and tabs; no CR or LF.
@@ -237,7 +222,11 @@ mod tests {
 
     #[test]
     fn a_well_formed_deny_passes() {
-        let decision = validate(deny(429, "rate.client")).ok();
+        let decision = validate(
+            deny(429, "rate.client"),
+            &ResponseHeaderAllowList::default(),
+        )
+        .ok();
         let denial = decision.and_then(|d| d.denial);
         assert_eq!(
             denial.map(|d| (d.status, d.retry_after_secs)),
@@ -276,12 +265,36 @@ mod tests {
         ];
         for decision in bad {
             let shown = format!("{decision:?}");
-            assert!(validate(decision).is_err(), "accepted {shown}");
+            assert!(
+                validate(decision, &ResponseHeaderAllowList::default()).is_err(),
+                "accepted {shown}"
+            );
         }
     }
 
     #[test]
+    fn only_listed_headers_pass() {
+        let listed = ResponseHeaderAllowList::new(&["x-note".to_owned()]);
+        for name in [
+            "refresh",
+            "access-control-allow-origin",
+            "cache-control",
+            "x-other",
+        ] {
+            assert!(validate(with_header(name, "1"), &listed).is_err(), "{name}");
+        }
+        assert!(validate(with_header("x-note", "fine"), &listed).is_ok());
+        assert!(validate(with_header("x-note", "a\r\nset-cookie: a=b"), &listed).is_err());
+    }
+
+    #[test]
     fn rate_limit_headers_pass() {
-        assert!(validate(with_header("ratelimit-remaining", "4")).is_ok());
+        assert!(
+            validate(
+                with_header("ratelimit-remaining", "4"),
+                &ResponseHeaderAllowList::default()
+            )
+            .is_ok()
+        );
     }
 }

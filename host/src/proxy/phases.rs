@@ -306,7 +306,7 @@ async fn run(
     context.patients = classification.patients.clone();
 
     // policy chain and enforcement
-    let policy_request = policy_request(
+    let policy_request = Arc::new(policy_request(
         context,
         route,
         judged,
@@ -314,9 +314,9 @@ async fn run(
         &parts.method,
         &classification,
         body.as_deref(),
-    );
+    ));
     let started = Instant::now();
-    let outcome = route.chain.evaluate(&policy_request);
+    let outcome = route.chain.evaluate(policy_request.clone()).await;
     context.policy_time = started.elapsed();
     let decision = outcome.decision.clone();
     let policy_headers = outcome.response_headers.clone();
@@ -363,7 +363,7 @@ async fn run(
 
     // response hook
     let response = if route.chain.inspects_response() {
-        inspect_response(gateway, route, context, &policy_request, upstream_response).await?
+        inspect_response(gateway, route, context, policy_request, upstream_response).await?
     } else {
         forward::client_response(upstream_response)
     };
@@ -546,7 +546,7 @@ async fn inspect_response(
     gateway: &Gateway,
     route: &Route,
     context: &mut RequestContext,
-    request: &PolicyRequest,
+    request: Arc<PolicyRequest>,
     upstream: Response<Incoming>,
 ) -> Result<Response<ProxyBody>, Early> {
     let (parts, body) = upstream.into_parts();
@@ -578,7 +578,7 @@ async fn inspect_response(
         body: shown,
     };
     let started = Instant::now();
-    let outcome = route.chain.on_response(request, &response);
+    let outcome = route.chain.on_response(request, response).await;
     context.policy_time += started.elapsed();
     let decision = outcome.decision.clone();
     let headers = outcome.response_headers.clone();

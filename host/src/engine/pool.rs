@@ -1,0 +1,171 @@
+//! The engine pool: the threads policy modules run on, apart from the threads that serve
+//! HTTP, so no module can hold an HTTP worker however long it runs.
+//!
+//! A request's policy work is one job (a future). It starts on the *first-slice* threads,
+//! which run at the normal priority: an ordinary call (tens of microseconds) finishes there.
+//! Guest code yields back to the pool at every epoch tick once it has run past
+//! [`FIRST_SLICE`] of its own time; such a job is *demoted*: it leaves the first-slice
+//! threads and finishes on the *long-call* threads, which run at the lowest scheduling
+//! priority (nice 19). The kernel then gives the cores to the HTTP workers and to every
+//! module's first slice before it gives them to long calls, so a module that loops or burns
+//! CPU slows down only its own calls. Its deadline counts its own running time
+//! ([`super::meter`]), so a long call is still stopped after `deadline_ms` of work.
+//!
+//! Why not wasmtime's async calls on the HTTP workers alone: a guest that runs between two
+//! epoch yields holds its worker thread for that whole tick, and every connection on that
+//! worker waits with it. Why two thread classes rather than one: with one class a looping
+//! module's slices queue in front of well-behaved calls, and at the operating-system level
+//! its threads compete with the HTTP workers as equals.
+//!
+//! Jobs may await (a permit, a host import waiting on the network): both thread classes are
+//! tokio runtimes, so waiting holds no thread.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::oneshot;
+
+use super::meter::CallMeter;
+
+/// A job that has run this long (its own time) leaves the first-slice threads.
+pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
+
+/// The nice level of the long-call threads: the lowest priority under the normal
+/// scheduling policy (sched(7): a nice-19 thread gets about 1.5% of a core beside a
+/// runnable nice-0 thread).
+const LONG_CALL_NICE: i32 = 19;
+
+pub(crate) struct EnginePool {
+    first_slice: Option<Runtime>,
+    long_calls: Option<Runtime>,
+    first_slice_handle: Handle,
+    long_calls_handle: Handle,
+}
+
+impl EnginePool {
+    /// Starts `threads` first-slice threads and as many long-call threads.
+    pub(crate) fn start(threads: usize) -> std::io::Result<Self> {
+        let threads = threads.max(1);
+        let first_slice = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("ehrgate-policy")
+            .enable_time()
+            .build()?;
+        let long_calls = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("ehrgate-policy-long")
+            .enable_time()
+            .on_thread_start(lower_priority)
+            .build()?;
+        Ok(EnginePool {
+            first_slice_handle: first_slice.handle().clone(),
+            long_calls_handle: long_calls.handle().clone(),
+            first_slice: Some(first_slice),
+            long_calls: Some(long_calls),
+        })
+    }
+
+    /// Runs `job` on the pool, metered by `meter`; the receiver gets its output (an error
+    /// only if the job panicked or the pool shut down).
+    pub(crate) fn submit<T, F>(&self, meter: Arc<CallMeter>, job: F) -> oneshot::Receiver<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let (sender, receiver) = oneshot::channel();
+        let long_calls = self.long_calls_handle.clone();
+        self.first_slice_handle.spawn(async move {
+            let mut job = Metered {
+                inner: Box::pin(job),
+                meter: meter.clone(),
+            };
+            let finished = std::future::poll_fn(|cx| match Pin::new(&mut job).poll(cx) {
+                Poll::Ready(output) => Poll::Ready(Some(output)),
+                // Yielded at an epoch tick after its first slice: move it.
+                Poll::Pending if meter.is_demoted() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await;
+            let output = match finished {
+                Some(output) => output,
+                None => match long_calls.spawn(job).await {
+                    Ok(output) => output,
+                    Err(_) => return,
+                },
+            };
+            let _ = sender.send(output);
+        });
+        receiver
+    }
+}
+
+impl Drop for EnginePool {
+    fn drop(&mut self) {
+        // The pool may be dropped on an async thread, where a blocking shutdown panics;
+        // jobs still running are abandoned (their requests have already given up).
+        for runtime in [self.first_slice.take(), self.long_calls.take()]
+            .into_iter()
+            .flatten()
+        {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Lowers the calling thread's priority. Best effort: without the permission to change it
+/// the thread keeps the normal priority, which isolates less but stays correct.
+fn lower_priority() {
+    let thread = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(thread), LONG_CALL_NICE) {
+        tracing::warn!(%error, "cannot lower the priority of a long-call policy thread");
+    }
+}
+
+/// A future whose polls are charged to its meter.
+struct Metered<F: ?Sized> {
+    inner: Pin<Box<F>>,
+    meter: Arc<CallMeter>,
+}
+
+impl<F: Future + ?Sized> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.meter.begin_slice();
+        let result = self.inner.as_mut().poll(cx);
+        self.meter.end_slice();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_and_report_their_output() {
+        let pool = EnginePool::start(1).expect("pool starts");
+        let meter = Arc::new(CallMeter::default());
+        let output = pool.submit(meter, async { 6 * 7 }).blocking_recv();
+        assert_eq!(output, Ok(42));
+    }
+
+    #[test]
+    fn a_demoted_job_finishes_on_a_long_call_thread() {
+        let pool = EnginePool::start(1).expect("pool starts");
+        let meter = Arc::new(CallMeter::default());
+        let job_meter = meter.clone();
+        let output = pool
+            .submit(meter, async move {
+                job_meter.demote();
+                tokio::task::yield_now().await;
+                std::thread::current().name().map(str::to_owned)
+            })
+            .blocking_recv();
+        assert_eq!(output, Ok(Some("ehrgate-policy-long".to_owned())));
+    }
+}
