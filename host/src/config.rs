@@ -547,16 +547,7 @@ impl Checker<'_> {
 
     /// Every policy's slots must fit in the instance pool, so no policy waits for another's.
     fn check_instance_slots(&mut self, routes: &[RouteSettings], sandbox: &SandboxSettings) {
-        let wanted: u64 = routes
-            .iter()
-            .flat_map(|r| &r.policies)
-            .map(|(spec, _)| {
-                u64::from(
-                    spec.budget
-                        .map_or(sandbox.max_concurrent_calls, |b| b.max_concurrent_calls),
-                )
-            })
-            .sum();
+        let wanted = instance_slots_wanted(routes, sandbox);
         if wanted > u64::from(sandbox.max_concurrent_instances) {
             self.problem(
                 None,
@@ -862,6 +853,21 @@ impl Checker<'_> {
         }
         specs
     }
+}
+
+/// Instance slots the routes' policies may hold at once: the sum of their
+/// `max_concurrent_calls`.
+pub fn instance_slots_wanted(routes: &[RouteSettings], sandbox: &SandboxSettings) -> u64 {
+    routes
+        .iter()
+        .flat_map(|r| &r.policies)
+        .map(|(spec, _)| {
+            u64::from(
+                spec.budget
+                    .map_or(sandbox.max_concurrent_calls, |b| b.max_concurrent_calls),
+            )
+        })
+        .sum()
 }
 
 fn is_name(name: &str) -> bool {

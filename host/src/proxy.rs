@@ -98,6 +98,17 @@ impl Gateway {
                 Err(problem) => problems.push(problem),
             }
         }
+        // The instance pool is sized when the engine starts; a reload cannot grow it.
+        let sandbox = engine.settings();
+        let wanted = crate::config::instance_slots_wanted(&config.routes, sandbox);
+        if wanted > u64::from(sandbox.max_concurrent_instances) {
+            problems.push(format!(
+                "the policies' `max_concurrent_calls` add up to {wanted}, more than the {} \
+                 instance slots of the running engine (`sandbox.max_concurrent_instances` \
+                 takes effect at a restart)",
+                sandbox.max_concurrent_instances
+            ));
+        }
         let mut routes = Vec::new();
         for settings in &config.routes {
             let mut links = Vec::new();

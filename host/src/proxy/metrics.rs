@@ -1,6 +1,7 @@
 //! Prometheus metrics for the admin listener's `/metrics`: requests by route, decision and
-//! status; denials by rule; policy and upstream latency; requests in flight; and the audit
-//! log's writer (records, fsyncs, checkpoints, failures, queue depth).
+//! status; denials by rule; policy and upstream latency; requests in flight; each policy
+//! module's calls running and waiting, its dropped log messages and its state partition;
+//! and the audit log's writer (records, fsyncs, checkpoints, failures, queue depth).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -11,6 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::audit::stats::AuditWatch;
+use crate::engine::PolicyEngine;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -48,6 +50,7 @@ pub struct Metrics {
     pub denials: Family<RuleLabels, Counter>,
     pub policy_faults: Family<FaultLabels, Counter>,
     pub policy_seconds: HistogramFamily<ModuleLabels>,
+    pub policy_running_seconds: HistogramFamily<ModuleLabels>,
     pub upstream_seconds: HistogramFamily<UpstreamLabels>,
     pub in_flight: Gauge,
     pub reloads: Family<RuleLabels, Counter>,
@@ -71,6 +74,8 @@ impl Metrics {
         let policy_faults = Family::<FaultLabels, Counter>::default();
         let policy_seconds: HistogramFamily<ModuleLabels> =
             Family::new_with_constructor(policy_histogram);
+        let policy_running_seconds: HistogramFamily<ModuleLabels> =
+            Family::new_with_constructor(policy_histogram);
         let upstream_seconds: HistogramFamily<UpstreamLabels> =
             Family::new_with_constructor(upstream_histogram);
         let in_flight = Gauge::default();
@@ -88,8 +93,15 @@ impl Metrics {
         );
         registry.register(
             "policy_duration_seconds",
-            "Time to evaluate one policy module (fresh instance, init, evaluate)",
+            "Wall-clock time of one policy module call, from asking for a slot to its decision \
+             (queueing included)",
             policy_seconds.clone(),
+        );
+        registry.register(
+            "policy_running_seconds",
+            "Running time of one policy module call (fresh instance, init, evaluate): the CPU \
+             time its deadline counts",
+            policy_running_seconds.clone(),
         );
         registry.register(
             "upstream_duration_seconds",
@@ -112,6 +124,7 @@ impl Metrics {
             denials,
             policy_faults,
             policy_seconds,
+            policy_running_seconds,
             upstream_seconds,
             in_flight,
             reloads,
@@ -122,6 +135,12 @@ impl Metrics {
     pub fn watch_audit(&mut self, watch: AuditWatch) {
         self.registry
             .register_collector(Box::new(AuditCollector { watch }));
+    }
+
+    /// Adds the policy modules' live counters, read from `engine` at every scrape.
+    pub fn watch_engine(&mut self, engine: PolicyEngine) {
+        self.registry
+            .register_collector(Box::new(EngineCollector { engine }));
     }
 
     /// The Prometheus text exposition.
@@ -203,6 +222,57 @@ impl Collector for AuditCollector {
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+struct EngineCollector {
+    engine: PolicyEngine,
+}
+
+impl std::fmt::Debug for EngineCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineCollector")
+    }
+}
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let modules = self.engine.module_stats();
+        let gauges: [(&str, &str, fn(&crate::engine::ModuleStatsSnapshot) -> u64); 2] = [
+            (
+                "policy_calls_running",
+                "Calls of a policy module running now (at most its max_concurrent_calls)",
+                |s| s.running,
+            ),
+            (
+                "policy_calls_waiting",
+                "Calls of a policy module waiting for a slot now (at most its max_queued_calls)",
+                |s| s.waiting,
+            ),
+        ];
+        for (name, help, read) in gauges {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+            for (module, stats) in &modules {
+                let labels = ModuleLabels {
+                    module: module.clone(),
+                };
+                ConstGauge::new(clamp(read(stats))).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "policy_guest_log_dropped",
+            "Guest log messages dropped over max_log_messages per call",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (module, stats) in &modules {
+            let labels = ModuleLabels {
+                module: module.clone(),
+            };
+            ConstCounter::new(stats.log_dropped).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

@@ -36,6 +36,12 @@ pub(crate) fn record(shared: &Arc<Shared>, _gateway: &Gateway, context: &Request
                     module: report.module.to_string(),
                 })
                 .observe(report.elapsed.as_secs_f64());
+            metrics
+                .policy_running_seconds
+                .get_or_create(&ModuleLabels {
+                    module: report.module.to_string(),
+                })
+                .observe(report.running.as_secs_f64());
             if let Err(fault) = &report.result {
                 metrics
                     .policy_faults

@@ -59,6 +59,7 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         None => None,
     };
     let mut metrics = Metrics::new();
+    metrics.watch_engine(engine.clone());
     if let Some(audit) = &audit {
         metrics.watch_audit(audit.watch());
     }

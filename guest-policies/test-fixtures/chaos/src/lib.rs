@@ -33,6 +33,23 @@ struct Config {
     /// Deny when the request touches this patient.
     #[serde(default)]
     deny_patient: Option<String>,
+    /// Misbehave this way on every request, as if it were in `x-chaos` (for routes whose
+    /// module is broken throughout: benches and isolation tests).
+    #[serde(default)]
+    behaviour: Option<String>,
+    /// `burn`: loop iterations of legal work per call.
+    #[serde(default = "default_burn")]
+    burn_iterations: u64,
+    /// `flood`: new state keys inserted per call, in every table.
+    #[serde(default = "default_flood")]
+    flood_keys: u32,
+}
+
+fn default_burn() -> u64 {
+    1_000_000
+}
+fn default_flood() -> u32 {
+    1_000
 }
 
 #[derive(Deserialize)]
@@ -81,8 +98,8 @@ impl Policy for Chaos {
     }
 
     fn evaluate(config: &Config, request: &Request) -> Decision {
-        if let Some(behaviour) = request.header("x-chaos") {
-            return misbehave(behaviour, request);
+        if let Some(behaviour) = request.header("x-chaos").or(config.behaviour.as_deref()) {
+            return misbehave(behaviour, config, request);
         }
         if let Some(denied) = &config.deny_entry_type
             && let Some(index) = request
@@ -143,8 +160,31 @@ fn severity(name: &str) -> Severity {
     }
 }
 
-fn misbehave(behaviour: &str, request: &Request) -> Decision {
+fn misbehave(behaviour: &str, config: &Config, request: &Request) -> Decision {
     match behaviour {
+        "burn" => {
+            // Legal work that takes a while: a module that is merely slow.
+            let mut sum = 0u64;
+            for i in 0..config.burn_iterations {
+                sum = std::hint::black_box(sum.wrapping_mul(31).wrapping_add(i));
+            }
+            Decision::allow().with_risk((sum % 2) as u8)
+        }
+        "flood" => {
+            // New keys in every state table on every call: an attempt to evict others'.
+            let bucket = Bucket {
+                capacity: 5,
+                refill_tokens: 1,
+                refill_period_ms: 1000,
+            };
+            for i in 0..config.flood_keys {
+                let key = format!("flood-{}-{i}", request.id);
+                let _ = bucket.take(&key, 1);
+                let _ = state::distinct_add(&key, &key, 3_600_000);
+                let _ = state::counter_add(&key, 1, 60_000);
+            }
+            Decision::allow()
+        }
         "loop" => loop {
             std::hint::black_box(());
         },
