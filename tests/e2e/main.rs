@@ -15,6 +15,7 @@ mod anomaly;
 mod audit;
 mod chain;
 mod gateway;
+mod isolation;
 mod least_privilege;
 mod policy_cli;
 mod protocols;

@@ -43,6 +43,13 @@ struct Config {
     /// `flood`: new state keys inserted per call, in every table.
     #[serde(default = "default_flood")]
     flood_keys: u32,
+    /// `bucket`: the refill period of the two-token bucket per subject.
+    #[serde(default = "default_bucket_period")]
+    bucket_period_ms: u64,
+}
+
+fn default_bucket_period() -> u64 {
+    1000
 }
 
 fn default_burn() -> u64 {
@@ -214,7 +221,7 @@ fn misbehave(behaviour: &str, config: &Config, request: &Request) -> Decision {
         "bucket" => match (Bucket {
             capacity: 2,
             refill_tokens: 1,
-            refill_period_ms: 1000,
+            refill_period_ms: config.bucket_period_ms,
         })
         .take(request.subject(), 1)
         {

@@ -1,0 +1,248 @@
+//! Policies cannot disturb each other: the real gateway with a misbehaving module on one
+//! route and a well-behaved one on another. While the noisy module loops, burns CPU, floods
+//! state or saturates its own budget, the clean route keeps answering without an error,
+//! and a rate-limited user stays limited.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::gateway::GatewayProcess;
+use crate::support::guest;
+use crate::support::http::get;
+use crate::support::tokens::{clinician_claims, identity_toml, sign};
+use crate::support::upstream::{Reply, TestUpstream};
+
+const PATIENT: &str = r#"{"resourceType":"Patient","id":"pat-123"}"#;
+
+/// Two routes on one upstream: `/clean` guarded by `clean_config`, `/noisy` by
+/// `noisy_config`, each module with a budget of two calls and a short queue, in an instance
+/// pool with room for exactly those slots. The default 5 ms deadline: it counts running
+/// time, so the loaded test machine must not fail the clean route's calls.
+fn config(upstream: &TestUpstream, clean_config: &str, noisy_config: &str, state: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "{{listen}}"
+
+[admin]
+listen = "{{admin}}"
+
+[limits]
+max_concurrent_requests = 4096
+
+[sandbox]
+max_concurrent_instances = 4
+max_concurrent_calls = 2
+max_queued_calls = 8
+queue_timeout_ms = 50
+
+[state]
+{state}
+
+[[upstreams]]
+name = "ehr"
+url = "{url}"
+timeout_ms = 5000
+
+[[routes]]
+name = "clean"
+prefix = "/clean"
+upstream = "ehr"
+
+[[routes.policies]]
+name = "clean"
+module = "{module}"
+config = {clean_config}
+
+[[routes]]
+name = "noisy"
+prefix = "/noisy"
+upstream = "ehr"
+
+[[routes.policies]]
+name = "noisy"
+module = "{module}"
+config = {noisy_config}
+{identity}
+"#,
+        url = upstream.url(""),
+        module = guest("chaos").display(),
+        identity = identity_toml(),
+    )
+}
+
+/// Statuses (with the refusal's rule) of the requests `clients` threads sent to `target`
+/// until `stop` was set, at most `limit` each.
+fn hammer(
+    addr: SocketAddr,
+    target: &'static str,
+    token: Arc<String>,
+    clients: usize,
+    limit: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<BTreeMap<String, usize>> {
+    std::thread::spawn(move || {
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                let (token, stop) = (token.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = BTreeMap::new();
+                    for _ in 0..limit {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let response = get(addr, target, Some(&token));
+                        let key = format!(
+                            "{} {}",
+                            response.status,
+                            response.rule().unwrap_or_default()
+                        );
+                        *seen.entry(key).or_insert(0) += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let mut total = BTreeMap::new();
+        for worker in workers {
+            for (key, count) in worker.join().expect("client thread") {
+                *total.entry(key).or_insert(0) += count;
+            }
+        }
+        total
+    })
+}
+
+/// Runs `clients` noisy clients for a while and, meanwhile, `clean_requests` requests on
+/// the clean route one after another; returns the clean statuses and the noisy tally.
+fn clean_beside_noisy(
+    gateway: &GatewayProcess,
+    clients: usize,
+    clean_requests: usize,
+) -> (Vec<(u16, String)>, BTreeMap<String, usize>) {
+    let token = Arc::new(sign(&clinician_claims()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let noisy = hammer(
+        gateway.addr,
+        "/noisy/Patient/pat-123",
+        token.clone(),
+        clients,
+        2_000,
+        stop.clone(),
+    );
+    // Let the noisy route fill its budget first.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let mut clean = Vec::new();
+    for _ in 0..clean_requests {
+        if started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        let response = get(gateway.addr, "/clean/Patient/pat-123", Some(&token));
+        clean.push((response.status, response.body.clone()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let noisy = noisy.join().expect("noisy clients");
+    (clean, noisy)
+}
+
+fn assert_all_served(clean: &[(u16, String)], what: &str) {
+    assert!(!clean.is_empty());
+    let failed: Vec<_> = clean.iter().filter(|(status, _)| *status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} clean requests failed while the noisy module {what}: {:?}",
+        failed.len(),
+        clean.len(),
+        failed.first()
+    );
+}
+
+fn refused_with(noisy: &BTreeMap<String, usize>, prefix: &str) -> usize {
+    noisy
+        .iter()
+        .filter(|(key, _)| key.starts_with(prefix))
+        .map(|(_, count)| count)
+        .sum()
+}
+
+#[test]
+fn a_looping_module_stops_only_its_own_route() {
+    let upstream = TestUpstream::start(Reply::json(PATIENT));
+    let gateway = GatewayProcess::start(&config(&upstream, "{}", r#"{ behaviour = "loop" }"#, ""));
+    let (clean, noisy) = clean_beside_noisy(&gateway, 8, 60);
+    assert_all_served(&clean, "looped");
+    // Every noisy request was refused: stopped at its deadline or past its budget.
+    assert_eq!(refused_with(&noisy, "200"), 0, "{noisy:?}");
+    assert!(refused_with(&noisy, "503 policy-error") > 0, "{noisy:?}");
+    let metrics = get(gateway.admin, "/metrics", None).body;
+    assert!(
+        metrics.contains(r#"ehrgate_policy_faults_total{module="noisy",kind="deadline"}"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"module="clean",kind="#),
+        "the clean module had faults: {metrics}"
+    );
+}
+
+#[test]
+fn a_module_that_burns_cpu_saturates_only_its_own_budget() {
+    let upstream = TestUpstream::start(Reply::json(PATIENT));
+    // Legal but slow: about a few milliseconds of work per call in a release build, more
+    // in a debug one; the deadline is roomy so that the calls finish.
+    let gateway = GatewayProcess::start(
+        &config(
+            &upstream,
+            "{}",
+            r#"{ behaviour = "burn", burn_iterations = 3000000 }"#,
+            "",
+        )
+        .replace("[sandbox]\n", "[sandbox]\ndeadline_ms = 500\n"),
+    );
+    let (clean, noisy) = clean_beside_noisy(&gateway, 16, 60);
+    assert_all_served(&clean, "burned CPU");
+    assert!(refused_with(&noisy, "200") > 0, "{noisy:?}");
+    assert!(
+        refused_with(&noisy, "503 policy-error") > 0,
+        "16 clients never filled a budget of 2 calls and 8 queued: {noisy:?}"
+    );
+    let metrics = get(gateway.admin, "/metrics", None).body;
+    assert!(
+        metrics.contains(r#"ehrgate_policy_faults_total{module="noisy",kind="saturated"}"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_rate_limited_user_stays_limited_while_another_module_floods_state() {
+    let upstream = TestUpstream::start(Reply::json(PATIENT));
+    // A bucket of two tokens per user that refills once an hour, and a module that inserts
+    // 200 new keys into every table on every call, against tables of 500 keys in all.
+    let gateway = GatewayProcess::start(
+        &config(
+            &upstream,
+            r#"{ behaviour = "bucket", bucket_period_ms = 3600000 }"#,
+            r#"{ behaviour = "flood", flood_keys = 200 }"#,
+            "buckets = 500\ncounters = 500\ndistinct_keys = 500\ndistinct_member_budget = 500",
+        )
+        .replace("[sandbox]\n", "[sandbox]\ndeadline_ms = 1000\n"),
+    );
+    let token = sign(&clinician_claims());
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| get(gateway.addr, "/clean/Patient/pat-123", Some(&token)).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    for _ in 0..20 {
+        let response = get(gateway.addr, "/noisy/Patient/pat-123", Some(&token));
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    let response = get(gateway.addr, "/clean/Patient/pat-123", Some(&token));
+    assert_eq!(
+        response.status, 429,
+        "the flood evicted the user's bucket: {response:?}"
+    );
+}
