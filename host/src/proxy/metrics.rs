@@ -61,6 +61,16 @@ fn policy_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_002, 2.0, 20))
 }
 
+fn running_histogram() -> Histogram {
+    // 2 µs to 1 ms doubling, then every millisecond to 20 ms (deadlines are whole
+    // milliseconds, and whether a stopped module overran its deadline is read here), then
+    // coarser to 10 s.
+    let fine = exponential_buckets(0.000_002, 2.0, 9);
+    let per_ms = (1..=20).map(|ms| f64::from(ms) / 1000.0);
+    let coarse = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    Histogram::new(fine.chain(per_ms).chain(coarse))
+}
+
 fn upstream_histogram() -> Histogram {
     // 100 µs to about 100 s.
     Histogram::new(exponential_buckets(0.000_1, 2.0, 20))
@@ -75,7 +85,7 @@ impl Metrics {
         let policy_seconds: HistogramFamily<ModuleLabels> =
             Family::new_with_constructor(policy_histogram);
         let policy_running_seconds: HistogramFamily<ModuleLabels> =
-            Family::new_with_constructor(policy_histogram);
+            Family::new_with_constructor(running_histogram);
         let upstream_seconds: HistogramFamily<UpstreamLabels> =
             Family::new_with_constructor(upstream_histogram);
         let in_flight = Gauge::default();
