@@ -32,8 +32,9 @@ pub fn guest(crate_name: &str) -> PathBuf {
     path
 }
 
-/// Sandbox settings for tests: the production defaults with a deadline roomy enough for a
-/// loaded CI machine running debug builds.
+/// Sandbox settings for tests: the production defaults with a deadline roomy enough for the
+/// unoptimized host side of debug builds (the deadline counts running time, so a loaded
+/// machine no longer matters).
 pub fn test_settings() -> SandboxSettings {
     SandboxSettings {
         deadline_ms: 200,

@@ -53,7 +53,6 @@ fn audit_files() -> AuditFiles {
 /// A gateway config: `/fhir` to `upstream_url`, the chaos fixture enforcing `chaos_config`
 /// and a second chaos module in shadow mode that always denies, and `[audit]` with `extra`.
 fn config(upstream_url: &str, files: &AuditFiles, chaos_config: &str, extra: &str) -> String {
-    let sandbox = crate::support::gateway::ROOMY_SANDBOX;
     format!(
         r#"
 [server]
@@ -62,7 +61,6 @@ listen = "{{listen}}"
 [admin]
 listen = "{{admin}}"
 
-{sandbox}
 
 [[upstreams]]
 name = "ehr"

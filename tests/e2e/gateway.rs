@@ -18,7 +18,6 @@ const BUNDLE: &str = r#"{"resourceType":"Bundle","type":"searchset","total":0}"#
 /// A gateway config: one `/fhir` route to `upstream_url` guarded by the chaos fixture with
 /// `chaos_config` (TOML inline table), plus `extra` appended.
 fn config(upstream_url: &str, chaos_config: &str, extra: &str) -> String {
-    let sandbox = crate::support::gateway::ROOMY_SANDBOX;
     format!(
         r#"
 [server]
@@ -31,7 +30,6 @@ listen = "{{admin}}"
 max_header_count = 32
 max_body_bytes = 4096
 
-{sandbox}
 
 [[upstreams]]
 name = "ehr"

@@ -30,7 +30,6 @@ fn config(upstream: &TestUpstream, tls: bool) -> String {
 
 /// The configuration with `upstream_keys` added to the upstream's table.
 fn config_with(upstream: &TestUpstream, tls: bool, upstream_keys: &str) -> String {
-    let sandbox = crate::support::gateway::ROOMY_SANDBOX;
     let tls = if tls {
         format!(
             "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
@@ -45,7 +44,6 @@ fn config_with(upstream: &TestUpstream, tls: bool, upstream_keys: &str) -> Strin
 [server]
 listen = "{{listen}}"
 {tls}
-{sandbox}
 
 [[upstreams]]
 name = "ehr"

@@ -14,11 +14,6 @@ pub struct GatewayProcess {
 }
 
 /// A free port on 127.0.0.1 (the OS picks; the listener is closed before use).
-/// A `[sandbox]` table for gateway configs of tests that are not about deadlines: debug builds
-/// on a loaded test machine can be preempted past the 5 ms default, and a preempted guest
-/// thread must not turn into a 503.
-pub const ROOMY_SANDBOX: &str = "[sandbox]\ndeadline_ms = 1000\n";
-
 pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
