@@ -71,6 +71,9 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     pub sandbox: SandboxSettings,
     pub state: MemoryStateLimits,
+    /// One state partition per policy name, with the policy's own capacities if it gave
+    /// some (`[routes.policies.state]`).
+    pub state_partitions: Vec<(String, Option<MemoryStateLimits>)>,
     pub issuers: Vec<IssuerConfig>,
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: Vec<RouteSettings>,
@@ -268,6 +271,10 @@ impl Checker<'_> {
             .map(|u| u.name.get_ref().clone())
             .collect();
         let routes = self.check_routes(&file.routes, &upstream_names, &file.sandbox);
+        let state_partitions = self.check_state_partitions(&file.routes);
+        for problem in crate::state::limits_problems(&file.state) {
+            self.problem(None, format!("`state`: {problem}"), None);
+        }
         self.check_instance_slots(&routes, &file.sandbox);
         if routes.is_empty() {
             self.problem(
@@ -300,6 +307,7 @@ impl Checker<'_> {
                 ..file.sandbox
             },
             state: file.state,
+            state_partitions,
             issuers: file.identity.issuers,
             upstreams,
             routes,
@@ -543,6 +551,44 @@ impl Checker<'_> {
                 }
             }
         }
+    }
+
+    /// One partition per policy name; a name on several routes shares its partition, so its
+    /// routes must agree on its capacities.
+    fn check_state_partitions(
+        &mut self,
+        routes: &[model::RouteConfig],
+    ) -> Vec<(String, Option<MemoryStateLimits>)> {
+        let mut partitions: Vec<(String, Option<MemoryStateLimits>)> = Vec::new();
+        for policy in routes.iter().flat_map(|r| &r.policies) {
+            let name = policy.name.get_ref();
+            let limits = policy
+                .state
+                .as_ref()
+                .map(|l| MemoryStateLimits::from(*l.get_ref()));
+            if let Some(limits) = limits {
+                for problem in crate::state::limits_problems(&limits) {
+                    self.problem(
+                        policy.state.as_ref().map(|l| l.span()),
+                        format!("policy `{name}`: `state`: {problem}"),
+                        None,
+                    );
+                }
+            }
+            match partitions.iter().find(|(known, _)| known == name) {
+                Some((_, known)) if *known != limits => self.problem(
+                    Some(policy.name.span()),
+                    format!(
+                        "policy `{name}` has different `state` capacities on different routes, \
+                         but a name has one state partition"
+                    ),
+                    Some("give every use of the name the same `state` table, or none"),
+                ),
+                Some(_) => {}
+                None => partitions.push((name.clone(), limits)),
+            }
+        }
+        partitions
     }
 
     /// Every policy's slots must fit in the instance pool, so no policy waits for another's.
@@ -958,6 +1004,70 @@ mod tests {
             "{errors}"
         );
         assert!(errors.contains("no `[[routes]]`"), "{errors}");
+    }
+
+    /// The problems of a config with one route `ehr` and `route_extra` / `policies` added.
+    fn route_problems(route_extra: &str, policies: &str, sandbox: &str) -> String {
+        let source = format!(
+            "[server]\nlisten = \"127.0.0.1:1\"\n\n[sandbox]\n{sandbox}\n\n[[upstreams]]\n\
+             name = \"ehr\"\nurl = \"http://127.0.0.1:2/fhir\"\n\n[[routes]]\nname = \"ehr\"\n\
+             prefix = \"/fhir\"\nupstream = \"ehr\"\n{route_extra}\n{policies}"
+        );
+        parse(&source, Path::new("g.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn response_headers_that_reshape_the_response_cannot_be_allowed() {
+        for name in [
+            "refresh",
+            "Access-Control-Allow-Origin",
+            "strict-transport-security",
+            "cache-control",
+            "set-cookie",
+            "x-ehrgate-subject",
+            "x_ehrgate_subject",
+            "transfer-encoding",
+            "content-disposition",
+        ] {
+            let errors = route_problems(&format!("policy_response_headers = [\"{name}\"]"), "", "");
+            assert!(
+                errors.contains("policy_response_headers` lists")
+                    && errors.contains("that policies may never set"),
+                "{name}: {errors}"
+            );
+        }
+        assert_eq!(
+            route_problems("policy_response_headers = [\"x-policy-notice\"]", "", ""),
+            ""
+        );
+    }
+
+    #[test]
+    fn policy_budgets_must_fit_in_the_instance_pool() {
+        let policy = |name: &str| {
+            format!(
+                "[[routes.policies]]\nname = \"{name}\"\nmodule = \"g.toml\"\n\
+                 max_concurrent_calls = 6\n"
+            )
+        };
+        let errors = route_problems(
+            "",
+            &format!("{}{}", policy("a"), policy("b")),
+            "max_concurrent_instances = 10",
+        );
+        assert!(
+            errors.contains("the policies' `max_concurrent_calls` add up to 12"),
+            "{errors}"
+        );
+        let errors = route_problems(
+            "",
+            &policy("a").replace("max_concurrent_calls = 6", "max_concurrent_calls = 0"),
+            "",
+        );
+        assert!(errors.contains("`max_concurrent_calls` is 0"), "{errors}");
     }
 
     #[test]

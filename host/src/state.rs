@@ -1,20 +1,37 @@
 //! Bounded shared state behind the guests' `state` imports: token buckets, distinct-member
 //! windows and windowed counters.
 //!
-//! Every table has a fixed capacity with least-recently-used eviction, so a client that
-//! rotates keys (user ids, addresses, patients) cannot grow the gateway's memory; the price is
-//! that the least recently seen keys are forgotten first. Time is always passed in by the
-//! caller (the request's receive time), so behaviour is deterministic and testable without
-//! sleeping. [`StateBackend`] is the seam for a shared backend (Redis) across replicas.
+//! Every table has a capacity with least-recently-used eviction, so a client that rotates
+//! keys (user ids, addresses, patients) cannot grow the gateway's memory; the price is that
+//! the least recently seen keys are forgotten first. Tables allocate as they fill, never
+//! ahead, and each state reports its entries and an estimate of its heap bytes
+//! ([`StateStats`]; the formula is on [`MemoryStateLimits`]).
+//!
+//! State is partitioned by module ([`MemoryPartitions`]): each policy module has its own
+//! [`MemoryState`] with its own capacities, so a module that floods its tables can only
+//! evict its own keys. A module gets the limits the operator gave it, or else an even share
+//! of the `[state]` totals; partitions keep their entries across reloads and are resized.
+//! Keys still carry their module's namespace (`<module>/`), which routes them when the
+//! partitions stand behind one [`StateBackend`].
+//!
+//! Time is always passed in by the caller (the request's receive time), so behaviour is
+//! deterministic and testable without sleeping. [`StateBackend`] is the seam for a shared
+//! backend (Redis) across replicas.
 
 mod bucket;
 mod counter;
+#[cfg(test)]
+mod counting_alloc;
 mod distinct;
+mod footprint;
 mod memory;
+mod partitions;
 mod provider;
+mod table;
 
 pub use bucket::{BucketSpec, BucketStatus};
-pub use memory::{MemoryState, MemoryStateLimits};
+pub use memory::{MemoryState, MemoryStateLimits, StateStats, limits_problems};
+pub use partitions::{MemoryPartitions, even_share};
 pub use provider::StateProvider;
 
 /// The longest key or member a guest may use, in bytes.

@@ -227,7 +227,7 @@ fn a_rate_limited_user_stays_limited_while_another_module_floods_state() {
             &upstream,
             r#"{ behaviour = "bucket", bucket_period_ms = 3600000 }"#,
             r#"{ behaviour = "flood", flood_keys = 200 }"#,
-            "buckets = 500\ncounters = 500\ndistinct_keys = 500\ndistinct_member_budget = 500",
+            "buckets = 500\ncounters = 500\ndistinct_keys = 500\ndistinct_members_per_key = 10\ndistinct_member_budget = 500",
         )
         .replace("[sandbox]\n", "[sandbox]\ndeadline_ms = 1000\n"),
     );
@@ -244,5 +244,103 @@ fn a_rate_limited_user_stays_limited_while_another_module_floods_state() {
     assert_eq!(
         response.status, 429,
         "the flood evicted the user's bucket: {response:?}"
+    );
+}
+
+/// The sum of a metric's samples whose line starts with `prefix`.
+fn metric_sum(metrics: &str, prefix: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
+}
+
+#[test]
+fn a_state_flood_fills_its_partition_and_stays_within_the_memory_estimate() {
+    let upstream = TestUpstream::start(Reply::json(PATIENT));
+    // The default `[state]` totals, shared by two modules: the flooder may hold 50,000
+    // buckets, 50,000 counters and 25,000 distinct windows.
+    let gateway = GatewayProcess::start(
+        &config(
+            &upstream,
+            "{}",
+            r#"{ behaviour = "flood", flood_keys = 1000 }"#,
+            "",
+        )
+        .replace("[sandbox]\n", "[sandbox]\ndeadline_ms = 1000\n"),
+    );
+    let token = sign(&clinician_claims());
+    assert_eq!(
+        get(gateway.addr, "/clean/Patient/pat-123", Some(&token)).status,
+        200
+    );
+    let before = gateway.rss_bytes();
+    for _ in 0..60 {
+        let response = get(gateway.addr, "/noisy/Patient/pat-123", Some(&token));
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    let after = gateway.rss_bytes();
+    let metrics = get(gateway.admin, "/metrics", None).body;
+    let held = |table: &str| {
+        metric_sum(
+            &metrics,
+            &format!(r#"ehrgate_state_entries{{module="noisy",table="{table}"}}"#),
+        )
+    };
+    let capacity = |table: &str| {
+        metric_sum(
+            &metrics,
+            &format!(r#"ehrgate_state_capacity{{module="noisy",table="{table}"}}"#),
+        )
+    };
+    for table in ["buckets", "counters", "distinct_windows"] {
+        assert_eq!(held(table), capacity(table), "{table} not full: {metrics}");
+    }
+    assert_eq!(capacity("buckets"), 50_000, "an even share of the totals");
+    let estimate = metric_sum(&metrics, "ehrgate_state_max_estimated_bytes{");
+    let grown = after.saturating_sub(before);
+    assert!(
+        grown <= estimate,
+        "RSS grew by {grown} bytes, more than the state estimate of {estimate} bytes"
+    );
+}
+
+#[test]
+fn a_policy_sets_only_the_response_headers_its_route_allows() {
+    let upstream = TestUpstream::start(Reply::json(PATIENT));
+    let gateway = GatewayProcess::start(
+        &config(
+            &upstream,
+            r#"{ headers = [["x-policy-notice", "reviewed"], ["ratelimit-remaining", "7"]] }"#,
+            r#"{ headers = [["refresh", "0; url=https://evil.example/phish"]] }"#,
+            "",
+        )
+        .replace(
+            "prefix = \"/clean\"\nupstream = \"ehr\"\n",
+            "prefix = \"/clean\"\nupstream = \"ehr\"\npolicy_response_headers = [\"x-policy-notice\"]\n",
+        ),
+    );
+    let token = sign(&clinician_claims());
+    let allowed = get(gateway.addr, "/clean/Patient/pat-123", Some(&token));
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    assert_eq!(allowed.header("x-policy-notice"), Some("reviewed"));
+    assert_eq!(allowed.header("ratelimit-remaining"), Some("7"));
+    let refused = get(gateway.addr, "/noisy/Patient/pat-123", Some(&token));
+    assert_eq!(
+        (refused.status, refused.rule().as_deref()),
+        (500, Some("policy-error")),
+        "{refused:?}"
+    );
+    assert_eq!(refused.header("refresh"), None);
+    assert!(
+        upstream.received().len() == 1,
+        "the refused request was forwarded"
+    );
+    let metrics = get(gateway.admin, "/metrics", None).body;
+    assert!(
+        metrics.contains(r#"ehrgate_policy_faults_total{module="noisy",kind="bad-output"} 1"#),
+        "{metrics}"
     );
 }

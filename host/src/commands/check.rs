@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ehrgate::config;
 use ehrgate::engine::PolicyEngine;
 use ehrgate::proxy::Gateway;
-use ehrgate::state::MemoryState;
+use ehrgate::state::MemoryPartitions;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,10 +31,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let engine = PolicyEngine::new(
-        config.sandbox.clone(),
-        Arc::new(MemoryState::new(config.state)),
-    )?;
+    let state = Arc::new(MemoryPartitions::new(config.state));
+    state.configure(&config.state_partitions);
+    let engine = PolicyEngine::new(config.sandbox.clone(), state)?;
     let routes = config.routes.len();
     let policies: usize = config.routes.iter().map(|r| r.policies.len()).sum();
     let warnings = config.warnings();

@@ -220,6 +220,33 @@ pub struct PolicyConfig {
     /// How long a call may wait for a slot; default `[sandbox] queue_timeout_ms`.
     #[serde(default)]
     pub queue_timeout_ms: Option<u64>,
+    /// This policy's own state capacities (all five keys); default: an even share of
+    /// `[state]` among the policies without their own.
+    #[serde(default)]
+    pub state: Option<Spanned<PolicyStateLimits>>,
+}
+
+/// `[routes.policies.state]`: a policy's own state capacities, every key given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyStateLimits {
+    pub buckets: std::num::NonZeroUsize,
+    pub counters: std::num::NonZeroUsize,
+    pub distinct_keys: std::num::NonZeroUsize,
+    pub distinct_members_per_key: std::num::NonZeroUsize,
+    pub distinct_member_budget: std::num::NonZeroUsize,
+}
+
+impl From<PolicyStateLimits> for MemoryStateLimits {
+    fn from(limits: PolicyStateLimits) -> Self {
+        MemoryStateLimits {
+            buckets: limits.buckets,
+            counters: limits.counters,
+            distinct_keys: limits.distinct_keys,
+            distinct_members_per_key: limits.distinct_members_per_key,
+            distinct_member_budget: limits.distinct_member_budget,
+        }
+    }
 }
 
 /// `[audit]`: the tamper-evident audit log (see `ehrgate::audit`). Without `dir`, decisions

@@ -12,7 +12,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::audit::stats::AuditWatch;
+use std::sync::Arc;
+
 use crate::engine::PolicyEngine;
+use crate::state::MemoryPartitions;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -153,6 +156,13 @@ impl Metrics {
             .register_collector(Box::new(EngineCollector { engine }));
     }
 
+    /// Adds the state partitions' entries, capacities and estimated bytes, read at every
+    /// scrape.
+    pub fn watch_state(&mut self, state: Arc<MemoryPartitions>) {
+        self.registry
+            .register_collector(Box::new(StateCollector { state }));
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -283,6 +293,94 @@ impl Collector for EngineCollector {
                 module: module.clone(),
             };
             ConstCounter::new(stats.log_dropped).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+struct StateCollector {
+    state: Arc<MemoryPartitions>,
+}
+
+impl std::fmt::Debug for StateCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateCollector")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    module: String,
+    table: &'static str,
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let partitions = self.state.stats();
+        let gauge_type = ConstGauge::new(0i64).metric_type();
+        let mut entries = encoder.encode_descriptor(
+            "state_entries",
+            "Entries held in a policy module's state partition, by table (buckets, counters, \
+             distinct_windows, distinct_members)",
+            None,
+            gauge_type,
+        )?;
+        for (module, stats) in &partitions {
+            for (table, held) in [
+                ("buckets", stats.buckets),
+                ("counters", stats.counters),
+                ("distinct_windows", stats.distinct_windows),
+                ("distinct_members", stats.distinct_members),
+            ] {
+                let labels = TableLabels {
+                    module: module.clone(),
+                    table,
+                };
+                ConstGauge::new(clamp(held as u64)).encode(entries.encode_family(&labels)?)?;
+            }
+        }
+        let mut capacity = encoder.encode_descriptor(
+            "state_capacity",
+            "Capacity of a policy module's state partition, by table (distinct_members is the \
+             member budget)",
+            None,
+            gauge_type,
+        )?;
+        for (module, stats) in &partitions {
+            let limits = &stats.limits;
+            for (table, cap) in [
+                ("buckets", limits.buckets.get()),
+                ("counters", limits.counters.get()),
+                ("distinct_windows", limits.distinct_keys.get()),
+                ("distinct_members", limits.distinct_member_budget.get()),
+            ] {
+                let labels = TableLabels {
+                    module: module.clone(),
+                    table,
+                };
+                ConstGauge::new(clamp(cap as u64)).encode(capacity.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, read) in [
+            (
+                "state_estimated_bytes",
+                "Estimated heap bytes of a policy module's state partition now",
+                (|s| s.estimated_bytes) as fn(&crate::state::StateStats) -> usize,
+            ),
+            (
+                "state_max_estimated_bytes",
+                "Estimated heap bytes of a policy module's state partition when full",
+                |s| s.max_estimated_bytes,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, gauge_type)?;
+            for (module, stats) in &partitions {
+                let labels = ModuleLabels {
+                    module: module.clone(),
+                };
+                ConstGauge::new(clamp(read(stats) as u64))
+                    .encode(family.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }

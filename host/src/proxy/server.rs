@@ -24,25 +24,45 @@ use super::{ConnectionInfo, Gateway, Shared, phases};
 use crate::audit::AuditLog;
 use crate::config::{self, GatewayConfig, LimitsConfig, TlsFiles};
 use crate::engine::PolicyEngine;
-use crate::state::MemoryState;
+use crate::state::MemoryPartitions;
 
 /// Time a client gets to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Loads the configuration, builds the gateway and the engine it needs.
-pub fn prepare(config_path: &Path) -> anyhow::Result<(GatewayConfig, PolicyEngine, Gateway)> {
+/// What `prepare` builds: the configuration, the engine, the gateway and the state
+/// partitions behind the engine.
+pub struct Prepared {
+    pub config: GatewayConfig,
+    pub engine: PolicyEngine,
+    pub gateway: Gateway,
+    pub state: Arc<MemoryPartitions>,
+}
+
+/// Loads the configuration, builds the gateway and the engine and state it needs.
+pub fn prepare(config_path: &Path) -> anyhow::Result<Prepared> {
     let config = config::load(config_path).map_err(|e| anyhow!("{e}"))?;
-    let state = Arc::new(MemoryState::new(config.state));
-    let engine = PolicyEngine::new(config.sandbox.clone(), state)?;
+    let state = Arc::new(MemoryPartitions::new(config.state));
+    state.configure(&config.state_partitions);
+    let engine = PolicyEngine::new(config.sandbox.clone(), state.clone())?;
     let gateway = Gateway::build(config.clone(), &engine)
         .map_err(|problems| anyhow!("{}", problems.join("\n")))?;
-    Ok((config, engine, gateway))
+    Ok(Prepared {
+        config,
+        engine,
+        gateway,
+        state,
+    })
 }
 
 /// Runs the gateway until SIGTERM or SIGINT.
 pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let path = config_path.clone();
-    let (config, engine, gateway) = tokio::task::spawn_blocking(move || prepare(&path)).await??;
+    let Prepared {
+        config,
+        engine,
+        gateway,
+        state,
+    } = tokio::task::spawn_blocking(move || prepare(&path)).await??;
     let tls = match &config.tls {
         Some(files) => Some(tls_acceptor(files)?),
         None => None,
@@ -60,12 +80,14 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     };
     let mut metrics = Metrics::new();
     metrics.watch_engine(engine.clone());
+    metrics.watch_state(state.clone());
     if let Some(audit) = &audit {
         metrics.watch_audit(audit.watch());
     }
     let shared = Arc::new(Shared {
         gateway: ArcSwap::from_pointee(gateway),
         engine,
+        state,
         audit,
         metrics,
         concurrency: Arc::new(tokio::sync::Semaphore::new(
@@ -222,6 +244,7 @@ async fn reload(config_path: &Path, shared: &Arc<Shared>) {
     let engine = shared.engine.clone();
     let current_listen = shared.gateway.load().config.listen;
     let current_audit = shared.audit.as_ref().map(|audit| audit.settings().clone());
+    let state = shared.state.clone();
     let built = tokio::task::spawn_blocking(move || -> anyhow::Result<Gateway> {
         let config = config::load(&path).map_err(|e| anyhow!("{e}"))?;
         if config.listen != current_listen {
@@ -231,7 +254,13 @@ async fn reload(config_path: &Path, shared: &Arc<Shared>) {
             // The log's chain and files belong to one writer for the process's life.
             tracing::warn!("`[audit]` changed; the new settings take effect on restart");
         }
-        Gateway::build(config, &engine).map_err(|problems| anyhow!("{}", problems.join("\n")))
+        let (totals, partitions) = (config.state, config.state_partitions.clone());
+        let gateway = Gateway::build(config, &engine)
+            .map_err(|problems| anyhow!("{}", problems.join("\n")))?;
+        // Only a configuration that loaded resizes the partitions: a failed reload must
+        // not shrink (and so evict) the running modules' state.
+        state.configure_with_totals(totals, &partitions);
+        Ok(gateway)
     })
     .await;
     let outcome = match built {

@@ -3,19 +3,21 @@
 //! Members are kept in recency order (an LRU list), each with the time it was last seen, so
 //! expiry pops from the old end and a count is the list's length. A key holds at most
 //! `max_members`; beyond that the oldest member is forgotten, so the count saturates there.
+//! A window allocates for the members it holds, not for `max_members`, and gives memory
+//! back as its members expire.
 
 use std::num::NonZeroUsize;
 
-use lru::LruCache;
+use super::table::LruTable;
 
 pub(crate) struct DistinctWindow {
-    members: LruCache<Box<str>, u64>,
+    members: LruTable<u64>,
 }
 
 impl DistinctWindow {
     pub(crate) fn new(max_members: NonZeroUsize) -> Self {
         DistinctWindow {
-            members: LruCache::new(max_members),
+            members: LruTable::new(max_members),
         }
     }
 
@@ -26,8 +28,7 @@ impl DistinctWindow {
             *seen = (*seen).max(now_ms);
             return (0, 0);
         }
-        let evicted = self.members.push(member.into(), now_ms);
-        // `push` returns the evicted entry when at capacity.
+        let evicted = self.members.insert(member, now_ms);
         (1, usize::from(evicted.is_some()))
     }
 
@@ -35,18 +36,33 @@ impl DistinctWindow {
     pub(crate) fn expire(&mut self, window_ms: u64, now_ms: u64) -> usize {
         let cutoff = now_ms.saturating_sub(window_ms);
         let mut expired = 0;
-        while let Some((_, &seen)) = self.members.peek_lru() {
+        while let Some(&seen) = self.members.peek_lru() {
             if seen > cutoff || now_ms < window_ms {
                 break;
             }
             self.members.pop_lru();
             expired += 1;
         }
+        if expired > 0 {
+            self.members.settle();
+        }
         expired
+    }
+
+    /// Sets the most members the window keeps; returns how many of the oldest it forgot.
+    pub(crate) fn set_max_members(&mut self, max_members: NonZeroUsize) -> usize {
+        let mut forgotten = 0;
+        self.members.set_cap(max_members, |_| forgotten += 1);
+        forgotten
     }
 
     pub(crate) fn len(&self) -> usize {
         self.members.len()
+    }
+
+    /// The heap bytes the window owns (its members), besides the window itself.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.members.heap_bytes()
     }
 }
 
@@ -98,5 +114,30 @@ mod tests {
             w.add(&format!("p{i}"), i);
         }
         assert_eq!(w.len(), 3);
+    }
+
+    #[test]
+    fn a_lower_cap_forgets_the_oldest() {
+        let mut w = window(10);
+        for i in 0..10 {
+            w.add(&format!("p{i}"), i);
+        }
+        assert_eq!(w.set_max_members(NonZeroUsize::MIN.saturating_add(3)), 6);
+        assert_eq!(w.len(), 4);
+        w.expire(100, 107);
+        assert_eq!(w.len(), 2, "p6 and p7 expired, p8 and p9 remain");
+    }
+
+    #[test]
+    fn an_expired_window_gives_its_memory_back() {
+        let mut w = window(1000);
+        let empty = w.heap_bytes();
+        for i in 0..1000 {
+            w.add(&format!("p{i}"), i);
+        }
+        assert!(w.heap_bytes() > 1000 * 40);
+        w.expire(10, 2000);
+        assert_eq!(w.len(), 0);
+        assert_eq!(w.heap_bytes(), empty);
     }
 }
