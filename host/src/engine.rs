@@ -31,6 +31,7 @@ mod meter;
 mod pool;
 pub mod response_headers;
 pub mod sandbox;
+mod scheduling;
 pub mod signature;
 mod store;
 pub mod verdict;
@@ -195,15 +196,21 @@ impl ConfiguredPolicy {
     ) -> Result<ModuleDecision, PolicyFault> {
         self.shared
             .pool
-            .submit(meter, async move { job.await.result })
+            .submit(meter, async move { job.await.result }, self.runs_long())
             .blocking_recv()
             .unwrap_or_else(|_| Err(engine_stopped()))
+    }
+
+    /// Whether the module's last call ran past its first slice.
+    pub(crate) fn runs_long(&self) -> bool {
+        self.budget.stats().runs_long()
     }
 
     /// One call that must produce a decision, validated against the contract and the
     /// route's header allow-list.
     pub(crate) async fn decide(&self, meter: &Arc<CallMeter>, export: Export<'_>) -> Evaluation {
         let (result, running) = self.call(meter, export).await;
+        self.budget.stats().note_running(running);
         let result = result.and_then(|(_, decision)| match decision {
             Some(decision) => {
                 verdict::validate(decision, &self.response_headers).map_err(PolicyFault::BadOutput)

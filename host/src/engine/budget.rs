@@ -4,7 +4,7 @@
 //! Counters per module name feed `/metrics`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +30,11 @@ impl Default for CallBudget {
         CallBudget {
             max_concurrent_calls: 4,
             max_queued_calls: 64,
-            queue_timeout_ms: 100,
+            // Long enough that a burst of legitimate calls waits rather than fails, and that
+            // clients hammering a saturated module are refused in few waves (each wave of
+            // refusals is HTTP work for the whole gateway); short enough to answer before
+            // common client timeouts.
+            queue_timeout_ms: 1_000,
         }
     }
 }
@@ -148,9 +152,22 @@ pub struct ModuleStats {
     running: AtomicU64,
     waiting: AtomicU64,
     log_dropped: AtomicU64,
+    /// Whether the module's last call ran past its first slice: its next call starts on
+    /// the long-call threads instead of taking a first-slice thread for a slice first.
+    runs_long: AtomicBool,
 }
 
 impl ModuleStats {
+    /// Records how long a call ran, for where the module's next call starts.
+    pub(crate) fn note_running(&self, running: Duration) {
+        self.runs_long
+            .store(running >= super::pool::FIRST_SLICE, Ordering::Relaxed);
+    }
+
+    pub(crate) fn runs_long(&self) -> bool {
+        self.runs_long.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn count_dropped_logs(&self, dropped: usize) {
         if dropped > 0 {
             self.log_dropped

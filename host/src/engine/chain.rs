@@ -190,6 +190,7 @@ impl PolicyChain {
             return (modules, receiver);
         };
         let pool_owner = first.policy.clone();
+        let starts_long = links.iter().any(|l| l.policy.runs_long());
         let meter = Arc::new(CallMeter::default());
         let job_meter = meter.clone();
         let job = async move {
@@ -215,7 +216,10 @@ impl PolicyChain {
             }
             reports
         };
-        (modules, pool_owner.shared.pool.submit(meter, job))
+        (
+            modules,
+            pool_owner.shared.pool.submit(meter, job, starts_long),
+        )
     }
 }
 

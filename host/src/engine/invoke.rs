@@ -139,11 +139,14 @@ pub(crate) async fn call(
         }
         if ran >= FIRST_SLICE || watch.is_demoted() {
             watch.demote();
+            watch.mark_yield();
             return Ok(UpdateDeadline::Yield(1));
         }
         Ok(UpdateDeadline::Continue(1))
     });
-    store.set_epoch_deadline(1);
+    // A job already demoted (its module ran long last time) hands the guest to the
+    // long-call threads at its first epoch check, once the instance is set up here.
+    store.set_epoch_deadline(if meter.is_demoted() { 0 } else { 1 });
 
     let outcome = run(&mut store, compiled, config, export).await;
     let running = meter.running().saturating_sub(begun);
@@ -152,11 +155,16 @@ pub(crate) async fn call(
         Ok(Err(reason)) => Err(PolicyFault::ConfigRejected(reason)),
         Err(error) => Err(classify(&error, store.data(), context, settings)),
     };
-    // The store dropped here returns its instance to the pool.
+    let dropped_logs = store.data().log.dropped;
+    if meter.is_demoted() {
+        // Tearing the instance down may take the kernel's memory-map lock; a low-priority
+        // thread preempted while holding it would stall every thread of the process.
+        shared.pool.release(store);
+    }
     Called {
         result,
         running,
-        dropped_logs: store.data().log.dropped,
+        dropped_logs,
     }
 }
 

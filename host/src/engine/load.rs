@@ -151,9 +151,11 @@ impl PolicyEngine {
         let job_policy = checked.clone();
         let initialized = shared
             .pool
-            .submit(meter, async move {
-                job_policy.call(&job_meter, Export::Init).await.0
-            })
+            .submit(
+                meter,
+                async move { job_policy.call(&job_meter, Export::Init).await.0 },
+                false,
+            )
             .blocking_recv()
             .unwrap_or_else(|_| Err(super::engine_stopped()));
         let capabilities = initialized

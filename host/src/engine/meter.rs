@@ -29,6 +29,9 @@ pub(crate) struct CallMeter {
     /// Set once the job has run longer than a first slice: it finishes on the low-priority
     /// threads.
     demoted: AtomicBool,
+    /// Set when a guest yields at an epoch tick (rather than the job waiting for a permit
+    /// or the network): the moment a demoted job may move.
+    yielded: AtomicBool,
 }
 
 impl CallMeter {
@@ -66,6 +69,16 @@ impl CallMeter {
 
     pub(crate) fn is_demoted(&self) -> bool {
         self.demoted.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the guest yields its thread at an epoch tick.
+    pub(crate) fn mark_yield(&self) {
+        self.yielded.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the guest yielded since the last call, clearing the mark.
+    pub(crate) fn take_yield(&self) -> bool {
+        self.yielded.swap(false, Ordering::Relaxed)
     }
 }
 

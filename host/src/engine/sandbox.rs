@@ -235,6 +235,13 @@ impl EpochTicker {
         let thread = std::thread::Builder::new()
             .name("ehrgate-epoch".into())
             .spawn(move || {
+                if let Err(error) = super::scheduling::set_policy(super::scheduling::Policy::RealTime) {
+                    tracing::debug!(
+                        %error,
+                        "the epoch ticker keeps the normal priority (SCHED_FIFO needs CAP_SYS_NICE); \
+                         deadlines may be checked late on a saturated machine"
+                    );
+                }
                 while !stop_flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();

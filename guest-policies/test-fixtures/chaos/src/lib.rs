@@ -207,6 +207,14 @@ fn misbehave(behaviour: &str, config: &Config, request: &Request) -> Decision {
             println!("hello from the sandbox");
             Decision::allow()
         }
+        "log-spam" => {
+            // More lines than the per-call cap, one with a newline that must not forge a
+            // line of the gateway's text log.
+            for i in 0..40 {
+                ehrgate_sdk::log(ehrgate_sdk::Level::Info, &format!("spam {i}\nforged line"));
+            }
+            Decision::allow()
+        }
         "huge-log" => {
             // More than the host's per-call hostcall byte cap.
             ehrgate_sdk::log(ehrgate_sdk::Level::Info, &"y".repeat(1 << 20));
