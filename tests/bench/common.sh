@@ -66,8 +66,9 @@ TOKEN="$header.$payload.$signature"
 
 # The shipped policies with their reference configs (`examples/policies/*.json`). The
 # rate-limit reference allows a user 300 requests a minute; a bench that sends thousands a
-# second would measure 429s, so its copy here raises every capacity a thousandfold and keeps
-# everything else (tiers, costs, the chain's work per request) as shipped.
+# second for minutes would measure 429s, so its copy here raises every capacity and refill
+# a hundred-thousandfold and keeps everything else (tiers, costs, the chain's work per
+# request) as shipped.
 python3 - "$PWD/examples/policies/rate-limit.json" "$WORK/rate-limit.json" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
@@ -75,7 +76,7 @@ def raise_capacity(node):
     if isinstance(node, dict):
         for key, value in node.items():
             if key in ("capacity", "refill") and isinstance(value, int):
-                node[key] = value * 1000
+                node[key] = value * 100000
             else:
                 raise_capacity(value)
     elif isinstance(node, list):
@@ -100,6 +101,14 @@ name = \"anomaly\"
 module = \"$GUESTS/anomaly.wasm\"
 config_file = \"$PWD/examples/policies/anomaly.json\"
 "
+
+# strict_audit: the `[audit]` table of a strict (fsynced) audit log in $WORK/audit, with a
+# fresh signing key.
+strict_audit() {
+    mkdir -p "$WORK/audit"
+    "$GATEWAY" keygen --out "$WORK/keys" >/dev/null
+    printf '[audit]\ndir = "%s"\nmode = "strict"\nsigning_key = "%s"\n' "$WORK/audit" "$WORK/keys/audit-signing.key"
+}
 
 # gateway_config PORT ADMIN_PORT EXTRA_TOP ROUTES: a gateway config on 127.0.0.1.
 gateway_config() {

@@ -27,16 +27,10 @@ module = \"$GUESTS/chaos.wasm\"
 config = { findings = [{ rule_id = \"bench.$name\", severity = \"info\", detail = \"seen\" }] }
 "
 done
-mkdir -p "$WORK/audit"
-"$GATEWAY" keygen --out "$WORK/keys" >/dev/null
-strict_audit="[audit]
-dir = \"$WORK/audit\"
-mode = \"strict\"
-signing_key = \"$WORK/keys/audit-signing.key\""
 gateway_config 18182 18192 "" "$(route fhir /fhir "")" > "$WORK/empty.toml"
 gateway_config 18183 18193 "" "$(route fhir /fhir "$fixtures")" > "$WORK/fixtures.toml"
 gateway_config 18184 18194 "" "$(route fhir /fhir "$SHIPPED_POLICIES")" > "$WORK/shipped.toml"
-gateway_config 18185 18195 "$strict_audit" "$(route fhir /fhir "$SHIPPED_POLICIES")" > "$WORK/audited.toml"
+gateway_config 18185 18195 "$(strict_audit)" "$(route fhir /fhir "$SHIPPED_POLICIES")" > "$WORK/audited.toml"
 for name in empty fixtures shipped audited; do
     start_gateway "$name"
 done

@@ -17,13 +17,7 @@ WORK="$PWD/target/bench-soak"
 UPSTREAM_PORT=18200 NGINX_PORT=18201 PORT=18202 ADMIN=18203
 source tests/bench/common.sh
 
-mkdir -p "$WORK/audit"
-"$GATEWAY" keygen --out "$WORK/keys" >/dev/null
-audit="[audit]
-dir = \"$WORK/audit\"
-mode = \"strict\"
-signing_key = \"$WORK/keys/audit-signing.key\""
-gateway_config "$PORT" "$ADMIN" "$audit" "$(route fhir /fhir "$SHIPPED_POLICIES")" > "$WORK/soak.toml"
+gateway_config "$PORT" "$ADMIN" "$(strict_audit)" "$(route fhir /fhir "$SHIPPED_POLICIES")" > "$WORK/soak.toml"
 start_gateway soak
 wait_port "$PORT"
 wait_port "$ADMIN"
@@ -34,12 +28,18 @@ pid=$(cat "$WORK/soak.pid")
 read -r capacity _ _ capacity_errors <<<"$(load "$CONNECTIONS" 10 "$url")"
 rate=$(awk -v c="$capacity" -v f="$LOAD_FRACTION" 'BEGIN { printf "%d", c * f }')
 # Paced load: each connection waits between requests so that together they send `rate`
-# requests a second (wrk's `delay` hook; Debian's wrk has no fixed-rate mode).
+# requests a second (wrk's `delay` hook; Debian's wrk has no fixed-rate mode). A connection
+# sends one request per (delay + latency): a 10 s calibration run measures the latency at
+# this load and the delay is shortened by it.
+pace() { # delay in ms -> the pacing script
+    printf 'wrk.headers["Authorization"] = "Bearer %s"\nfunction delay() return %s end\n' "$TOKEN" "$1" > "$WORK/pace.lua"
+}
 per_connection_ms=$(awk -v c="$CONNECTIONS" -v r="$rate" 'BEGIN { printf "%.3f", c * 1000 / r }')
-cat > "$WORK/pace.lua" <<LUA
-wrk.headers["Authorization"] = "Bearer $TOKEN"
-function delay() return $per_connection_ms end
-LUA
+pace "$per_connection_ms"
+calibrated=$(wrk -t1 -c"$CONNECTIONS" -d10s -s "$WORK/pace.lua" "$url" | awk '/Requests\/sec/ { print $2 }')
+per_connection_ms=$(awk -v c="$CONNECTIONS" -v r="$rate" -v got="$calibrated" -v d="$per_connection_ms" \
+    'BEGIN { latency = c * 1000 / got - d; d2 = c * 1000 / r - latency; if (d2 < 0) d2 = 0; printf "%.3f", d2 }')
+pace "$per_connection_ms"
 faults_before=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^ehrgate_policy_faults_total/ { s += $2 } END { print s + 0 }')
 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_TOTAL}s" --latency -s "$WORK/pace.lua" "$url" > "$WORK/soak.txt" &
 soak=$!

@@ -13,6 +13,7 @@ use super::bindings::{Capabilities, GuestDecision, Request, Response};
 use super::load::CompiledPolicy;
 use super::meter::CallMeter;
 use super::pool::FIRST_SLICE;
+use super::sandbox::EPOCH_TICK;
 use super::store::{GuestLimiter, Stop, StoreData};
 use crate::state::StateBackend;
 
@@ -124,12 +125,19 @@ pub(crate) async fn call(
     let wall_limit = Duration::from_millis(settings.wall_limit_ms);
     let started = Instant::now();
     let watch = meter.clone();
+    // The kernel charges interrupt work to whichever thread it interrupts (without
+    // CONFIG_IRQ_TIME_ACCOUNTING), so one burst of it can make a short call look long. A
+    // guest is stopped only when it has run its deadline *and* has been seen running at
+    // as many ticks: a loop is stopped on time, a 20 µs call hit by a 5 ms interrupt is not.
+    let deadline_ticks = deadline.as_millis().div_ceil(EPOCH_TICK.as_millis().max(1));
+    let mut ticks_seen: u128 = 0;
     // Runs at every epoch tick while the guest runs: stop it at its limits, and past its
     // first slice make it yield at every tick so the pool can move it to the long-call
     // threads and share them between long calls.
     store.epoch_deadline_callback(move |mut store| {
+        ticks_seen += 1;
         let ran = watch.running().saturating_sub(begun);
-        if ran >= deadline {
+        if ran >= deadline && ticks_seen >= deadline_ticks {
             store.data_mut().stopped = Some(Stop::Deadline);
             return Ok(UpdateDeadline::Interrupt);
         }
