@@ -1,5 +1,7 @@
 //! Policy evaluation cost: one module and a chain of three on a realistic request, a fresh
-//! instance per evaluation (store + instantiate + init + evaluate + drop).
+//! instance per evaluation (store + instantiate + init + evaluate + drop), run on the
+//! calling thread (the engine's own work); and the chain of three once more through the
+//! engine pool, as the gateway runs it (hand-off to a policy thread and back included).
 //!
 //! Criterion drives the runs; every single evaluation is also timed so the bench can print
 //! the median and the 99th percentile per evaluation, which criterion does not report.
@@ -106,8 +108,8 @@ fn link(engine: &PolicyEngine, name: &str, crate_name: &str, config: &str) -> Ch
     }
 }
 
-/// The chains measured: (name, modules).
-fn chains(engine: &PolicyEngine) -> Vec<(&'static str, PolicyChain)> {
+/// The chains measured: (name, modules, through the engine pool).
+fn chains(engine: &PolicyEngine) -> Vec<(&'static str, PolicyChain, bool)> {
     let config = r#"{"findings":[{"rule_id":"bench.note","severity":"info","detail":"ok"}]}"#;
     let least_privilege = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/least-privilege.json"),
@@ -117,6 +119,7 @@ fn chains(engine: &PolicyEngine) -> Vec<(&'static str, PolicyChain)> {
         (
             "one policy",
             PolicyChain::new(vec![link(engine, "a", "chaos", config)]),
+            false,
         ),
         (
             "chain of three",
@@ -125,6 +128,16 @@ fn chains(engine: &PolicyEngine) -> Vec<(&'static str, PolicyChain)> {
                 link(engine, "b", "chaos", config),
                 link(engine, "c", "chaos", config),
             ]),
+            false,
+        ),
+        (
+            "chain of three, through the engine pool",
+            PolicyChain::new(vec![
+                link(engine, "a", "chaos", config),
+                link(engine, "b", "chaos", config),
+                link(engine, "c", "chaos", config),
+            ]),
+            true,
         ),
         (
             "least-privilege, example config",
@@ -134,6 +147,7 @@ fn chains(engine: &PolicyEngine) -> Vec<(&'static str, PolicyChain)> {
                 "least_privilege",
                 &least_privilege,
             )]),
+            false,
         ),
         (
             "least-privilege, minimal config",
@@ -143,6 +157,7 @@ fn chains(engine: &PolicyEngine) -> Vec<(&'static str, PolicyChain)> {
                 "least_privilege",
                 "{}",
             )]),
+            false,
         ),
     ]
 }
@@ -151,7 +166,7 @@ fn bench_chains(c: &mut Criterion, samples: &Samples) {
     let engine = engine();
     let request = request();
     let mut group = c.benchmark_group("evaluate");
-    for (name, chain) in chains(&engine) {
+    for (name, chain, through_pool) in chains(&engine) {
         let modules = chain.links().len();
         let mut collected = Vec::new();
         group.bench_function(name, |b| {
@@ -159,7 +174,11 @@ fn bench_chains(c: &mut Criterion, samples: &Samples) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
                     let started = Instant::now();
-                    let outcome = chain.evaluate_blocking(&request);
+                    let outcome = if through_pool {
+                        chain.evaluate_blocking(&request)
+                    } else {
+                        chain.evaluate_in_place(&request)
+                    };
                     let elapsed = started.elapsed();
                     std::hint::black_box(outcome);
                     total += elapsed;

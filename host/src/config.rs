@@ -709,7 +709,7 @@ impl Checker<'_> {
                 }
             }
             let allow_list = self.check_response_headers(&name, &route.policy_response_headers);
-            let policies = self.check_policies(&name, &route.policies, &allow_list, &file_sandbox);
+            let policies = self.check_policies(&name, &route.policies, &allow_list, file_sandbox);
             settings.push(RouteSettings {
                 name,
                 prefix_segments,

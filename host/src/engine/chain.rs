@@ -162,6 +162,33 @@ impl PolicyChain {
         finish(modules, pending.blocking_recv())
     }
 
+    /// [`evaluate`](Self::evaluate) on the calling thread, without the hand-off to the
+    /// engine pool (and without its isolation): what the engine's own work costs, for
+    /// benchmarks.
+    pub fn evaluate_in_place(&self, request: &Request) -> ChainOutcome {
+        let request = Arc::new(request.clone());
+        let call = evaluate_job(request);
+        let meter = Arc::new(CallMeter::default());
+        let job_meter = meter.clone();
+        let job = async move {
+            let meter = job_meter;
+            let mut reports = Vec::with_capacity(self.links.len());
+            for link in self.links.iter() {
+                let started = Instant::now();
+                let evaluation = call(link.policy.clone(), meter.clone()).await;
+                reports.push(ModuleReport {
+                    module: link.policy.name.clone(),
+                    mode: link.mode,
+                    result: evaluation.result,
+                    elapsed: started.elapsed(),
+                    running: evaluation.running,
+                });
+            }
+            reports
+        };
+        combine(super::pool::run_here(meter, job))
+    }
+
     fn inspecting(&self) -> Vec<ChainLink> {
         self.links
             .iter()
@@ -175,12 +202,12 @@ impl PolicyChain {
         &self,
         links: Vec<ChainLink>,
         call: F,
-    ) -> (Vec<(Arc<str>, Mode)>, oneshot::Receiver<Vec<ModuleReport>>)
+    ) -> (Modules, oneshot::Receiver<Vec<ModuleReport>>)
     where
         F: Fn(Arc<ConfiguredPolicy>, Arc<CallMeter>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Evaluation> + Send,
     {
-        let modules: Vec<(Arc<str>, Mode)> = links
+        let modules: Modules = links
             .iter()
             .map(|l| (l.policy.name.clone(), l.mode))
             .collect();
@@ -247,12 +274,16 @@ fn on_response_job(
     }
 }
 
+/// The modules of a submitted job, by name and mode, for the reports of a job that never
+/// reported.
+type Modules = Vec<(Arc<str>, Mode)>;
+
 type BoxedEvaluation = std::pin::Pin<Box<dyn std::future::Future<Output = Evaluation> + Send>>;
 
 /// The outcome from the job's reports; a job that never reported (the pool shut down under
 /// the request) is a failure of every module.
 fn finish(
-    modules: Vec<(Arc<str>, Mode)>,
+    modules: Modules,
     reports: Result<Vec<ModuleReport>, oneshot::error::RecvError>,
 ) -> ChainOutcome {
     let reports = reports.unwrap_or_else(|_| {

@@ -149,6 +149,30 @@ fn lower_priority() {
     }
 }
 
+/// Runs `job` to completion on the calling thread, metered by `meter`: the engine's work
+/// without the hand-off to the pool and without its isolation. For benchmarks that measure
+/// what an evaluation costs; a job that waits for a busy slot needs the pool.
+pub(crate) fn run_here<F: Future>(meter: Arc<CallMeter>, job: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut job = Metered {
+        inner: Box::pin(job),
+        meter,
+    };
+    loop {
+        if let Poll::Ready(output) = Pin::new(&mut job).poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 /// A future whose polls are charged to its meter.
 struct Metered<F: ?Sized> {
     inner: Pin<Box<F>>,

@@ -260,7 +260,8 @@ impl std::fmt::Debug for EngineCollector {
 impl Collector for EngineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let modules = self.engine.module_stats();
-        let gauges: [(&str, &str, fn(&crate::engine::ModuleStatsSnapshot) -> u64); 2] = [
+        type Read = fn(&crate::engine::ModuleStatsSnapshot) -> u64;
+        let gauges: [(&str, &str, Read); 2] = [
             (
                 "policy_calls_running",
                 "Calls of a policy module running now (at most its max_concurrent_calls)",
