@@ -250,6 +250,7 @@ impl ConfiguredPolicy {
             request_id: Arc::from(request_id),
             now_ms,
             deadline: Duration::from_millis(deadline_ms),
+            loading: matches!(export, Export::Init),
         };
         let called = invoke::call(
             &self.shared,

@@ -5,6 +5,8 @@
 # Every server listens on 127.0.0.1 only and is stopped when the sourcing script exits.
 #
 # The sourcing script sets WORK (a scratch directory) and UPSTREAM_PORT and NGINX_PORT.
+# GATEWAY=/path/to/ehrgate runs another build of the gateway (for example an older commit's,
+# to compare) with this tree's guests.
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v curl >/dev/null \
     || ! command -v openssl >/dev/null || ! command -v python3 >/dev/null; then
@@ -12,7 +14,7 @@ if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v 
 fi
 rustup target add wasm32-wasip2 >/dev/null 2>&1
 cargo build --release -p ehrgate --bin ehrgate >&2
-GATEWAY="$PWD/target/release/ehrgate"
+GATEWAY="${GATEWAY:-$PWD/target/release/ehrgate}"
 GUESTS="$PWD/target/guests/wasm32-wasip2/release"
 
 rm -rf "$WORK" && mkdir -p "$WORK/nginx/tmp" "$WORK/keys"
@@ -144,9 +146,10 @@ route() {
     printf '[[routes]]\nname = "%s"\nprefix = "%s"\nupstream = "ehr"\n%s\n' "$1" "$2" "$3"
 }
 
-# start_gateway NAME: starts the gateway with $WORK/NAME.toml, logging to $WORK/NAME.log.
+# start_gateway NAME [BINARY]: starts the gateway with $WORK/NAME.toml, logging to
+# $WORK/NAME.log.
 start_gateway() {
-    "$GATEWAY" serve --config "$WORK/$1.toml" --log "warn" 2>"$WORK/$1.log" &
+    "${2:-$GATEWAY}" serve --config "$WORK/$1.toml" --log "warn" 2>"$WORK/$1.log" &
     pids+=($!)
     echo $! > "$WORK/$1.pid"
 }

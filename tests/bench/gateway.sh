@@ -6,7 +6,9 @@
 #   - ehrgate with three copies of the `chaos` fixture module (the engine's floor),
 #   - ehrgate with the three shipped policies and their reference configs,
 #   - the same with a strict (fsynced) audit log.
-# Each is loaded with wrk for a bounded time; ratios are against nginx.
+# Each is loaded with wrk for a bounded time; ratios are against nginx. BASELINE=/path/to/an
+# older ehrgate adds its three-shipped-policies row to the same run, for a comparison that
+# the machine's run-to-run drift does not blur.
 #
 #     tests/bench/gateway.sh [seconds per target]     (default 10; CONNECTIONS=32)
 set -euo pipefail
@@ -37,6 +39,11 @@ done
 for port in $UPSTREAM_PORT $NGINX_PORT 18182 18183 18184 18185; do
     wait_port "$port"
 done
+if [ -n "${BASELINE:-}" ]; then
+    gateway_config 18186 18196 "" "$(route fhir /fhir "$SHIPPED_POLICIES")" > "$WORK/baseline.toml"
+    start_gateway baseline "$BASELINE"
+    wait_port 18186
+fi
 
 run() { # label, url
     local rps p50 p99 errors rps1 p50_1 p99_1 errors1 status
@@ -53,6 +60,9 @@ results+=("$(run "ehrgate, empty chain" "http://127.0.0.1:18182/fhir/Patient/pat
 results+=("$(run "ehrgate, three fixture modules" "http://127.0.0.1:18183/fhir/Patient/pat-123")")
 results+=("$(run "ehrgate, three shipped policies" "http://127.0.0.1:18184/fhir/Patient/pat-123")")
 results+=("$(run "ehrgate, shipped policies + strict audit" "http://127.0.0.1:18185/fhir/Patient/pat-123")")
+if [ -n "${BASELINE:-}" ]; then
+    results+=("$(run "baseline build, three shipped policies" "http://127.0.0.1:18186/fhir/Patient/pat-123")")
+fi
 
 nginx_rps=$(cut -d'|' -f2 <<<"${results[1]}")
 direct_p50=$(cut -d'|' -f5 <<<"${results[0]}")

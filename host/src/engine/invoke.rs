@@ -79,6 +79,10 @@ pub(crate) struct CallContext {
     pub(crate) now_ms: u64,
     /// Running time the call may use.
     pub(crate) deadline: Duration,
+    /// Whether the call is a module's load check: the operator's action, once, so it keeps
+    /// its thread's priority and has no wall-clock limit (its running time is still
+    /// bounded by the load deadline).
+    pub(crate) loading: bool,
 }
 
 /// The export to call after `init`.
@@ -122,7 +126,12 @@ pub(crate) async fn call(
     store.set_hostcall_fuel(settings.hostcall_bytes);
     let begun = meter.running();
     let deadline = context.deadline;
-    let wall_limit = Duration::from_millis(settings.wall_limit_ms);
+    let wall_limit = if context.loading {
+        Duration::MAX
+    } else {
+        Duration::from_millis(settings.wall_limit_ms)
+    };
+    let demotable = !context.loading;
     let started = Instant::now();
     let watch = meter.clone();
     // The kernel charges interrupt work to whichever thread it interrupts (without
@@ -145,7 +154,7 @@ pub(crate) async fn call(
             store.data_mut().stopped = Some(Stop::WallLimit);
             return Ok(UpdateDeadline::Interrupt);
         }
-        if ran >= FIRST_SLICE || watch.is_demoted() {
+        if demotable && (ran >= FIRST_SLICE || watch.is_demoted()) {
             watch.demote();
             watch.mark_yield();
             return Ok(UpdateDeadline::Yield(1));
