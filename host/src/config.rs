@@ -406,7 +406,7 @@ impl Checker<'_> {
     }
 
     fn check_limits(&mut self, limits: &LimitsConfig) {
-        let checks: [(&str, u64, u64, u64); 9] = [
+        let checks: [(&str, u64, u64, u64); 13] = [
             ("max_header_count", limits.max_header_count as u64, 8, 1000),
             (
                 "max_header_bytes",
@@ -451,6 +451,25 @@ impl Checker<'_> {
                 1_000_000,
             ),
             ("shutdown_grace_ms", limits.shutdown_grace_ms, 0, 600_000),
+            (
+                "first_request_timeout_ms",
+                limits.first_request_timeout_ms,
+                100,
+                600_000,
+            ),
+            ("idle_timeout_ms", limits.idle_timeout_ms, 100, 3_600_000),
+            (
+                "max_connections",
+                limits.max_connections as u64,
+                0,
+                1_000_000,
+            ),
+            (
+                "max_connections_per_peer",
+                limits.max_connections_per_peer as u64,
+                1,
+                1_000_000,
+            ),
         ];
         for (key, value, min, max) in checks {
             if !(min..=max).contains(&value) {

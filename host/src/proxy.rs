@@ -23,6 +23,7 @@ use crate::request::classify::Classification;
 use crate::request::identity::Verifier;
 
 pub mod admin;
+pub mod connections;
 pub mod context;
 pub mod forward;
 pub mod metrics;
@@ -167,5 +168,7 @@ pub struct Shared {
     pub audit: Option<AuditLog>,
     pub metrics: metrics::Metrics,
     pub concurrency: Arc<tokio::sync::Semaphore>,
+    /// Open client connections, in total and per peer (set at start).
+    pub connections: Arc<connections::ConnectionLimits>,
     pub ready: std::sync::atomic::AtomicBool,
 }

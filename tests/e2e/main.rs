@@ -14,6 +14,7 @@ mod support;
 mod anomaly;
 mod audit;
 mod chain;
+mod connections;
 mod gateway;
 mod isolation;
 mod least_privilege;

@@ -28,6 +28,11 @@ impl GatewayProcess {
     /// Writes `config` (with `{listen}` and `{admin}` filled in) and starts the gateway,
     /// waiting until it accepts connections.
     pub fn start(config: &str) -> Self {
+        Self::start_with_nofile(config, None)
+    }
+
+    /// As [`start`](Self::start), with the process's descriptor limit set to `nofile`.
+    pub fn start_with_nofile(config: &str, nofile: Option<u32>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = free_port();
         let admin = free_port();
@@ -36,7 +41,7 @@ impl GatewayProcess {
             .replace("{admin}", &admin.to_string());
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).expect("write config");
-        let child = spawn(&path, dir.path());
+        let child = spawn(&path, dir.path(), nofile);
         let mut gateway = GatewayProcess {
             addr,
             admin,
@@ -132,9 +137,21 @@ impl GatewayProcess {
     }
 }
 
-fn spawn(config: &Path, dir: &Path) -> Child {
+fn spawn(config: &Path, dir: &Path, nofile: Option<u32>) -> Child {
     let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
-    Command::new(binary())
+    let mut command = match nofile {
+        // The shell lowers the limit for itself and the gateway it becomes.
+        Some(limit) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                .arg(binary());
+            shell
+        }
+        None => Command::new(binary()),
+    };
+    command
         .args(["serve", "--config"])
         .arg(config)
         .args(["--log-format", "json", "--workers", "2"])

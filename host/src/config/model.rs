@@ -92,6 +92,17 @@ pub struct LimitsConfig {
     pub max_concurrent_requests: usize,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_grace_ms: u64,
+    /// Time a new connection has to deliver its first request (a silent client, a partial
+    /// HTTP/2 preface or a preface and then nothing is closed after it).
+    pub first_request_timeout_ms: u64,
+    /// A keep-alive or HTTP/2 connection with no request in flight for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Open client connections at most; more are closed at accept. 0: three quarters of
+    /// the process's descriptor limit, so the admin listener, upstreams and the audit log
+    /// keep descriptors.
+    pub max_connections: usize,
+    /// Open client connections from one address at most; more are closed at accept.
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for LimitsConfig {
@@ -106,6 +117,10 @@ impl Default for LimitsConfig {
             body_read_timeout_ms: 30_000,
             max_concurrent_requests: 1024,
             shutdown_grace_ms: 10_000,
+            first_request_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 0,
+            max_connections_per_peer: 256,
         }
     }
 }

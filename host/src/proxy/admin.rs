@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -13,23 +14,50 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use super::connections::{Activity, ConnectionLimits, watchdog};
 use super::outcome::full;
 use super::{ProxyBody, Shared};
 
+/// Admin connections open at once.
+const ADMIN_CONNECTIONS: usize = 64;
+/// Time an admin connection has for its first request.
+const ADMIN_FIRST_REQUEST: Duration = Duration::from_secs(10);
+/// An admin connection with no request for this long is closed.
+const ADMIN_IDLE: Duration = Duration::from_secs(60);
+
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    // The admin listener has its own connection budget, apart from the client listener's:
+    // health checks and scrapes answer while clients flood the public port.
+    let limits = Arc::new(ConnectionLimits::new(ADMIN_CONNECTIONS, ADMIN_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
+            // Out of descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(admitted) = limits.admit(peer.ip()) else {
             continue;
         };
         let shared = shared.clone();
         tokio::spawn(async move {
+            let opened = tokio::time::Instant::now();
+            let activity = Arc::new(Activity::default());
+            let silent = watchdog(activity.clone(), opened, ADMIN_FIRST_REQUEST, ADMIN_IDLE);
             let service = service_fn(move |request| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(respond(&shared, &request)) }
+                let in_flight = activity.begin(opened);
+                async move {
+                    let _in_flight = in_flight;
+                    Ok::<_, Infallible>(respond(&shared, &request))
+                }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = silent => {}
+            }
+            drop(admitted);
         });
     }
 }

@@ -41,6 +41,11 @@ pub struct FaultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
     pub upstream: String,
 }
@@ -57,6 +62,9 @@ pub struct Metrics {
     pub upstream_seconds: HistogramFamily<UpstreamLabels>,
     pub in_flight: Gauge,
     pub reloads: Family<RuleLabels, Counter>,
+    pub open_connections: Gauge,
+    pub connections_refused: Family<CauseLabels, Counter>,
+    pub connections_closed: Family<CauseLabels, Counter>,
 }
 
 fn policy_histogram() -> Histogram {
@@ -93,6 +101,25 @@ impl Metrics {
             Family::new_with_constructor(upstream_histogram);
         let in_flight = Gauge::default();
         let reloads = Family::<RuleLabels, Counter>::default();
+        let open_connections = Gauge::default();
+        let connections_refused = Family::<CauseLabels, Counter>::default();
+        let connections_closed = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            open_connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections closed at accept, by cause (total-limit, peer-limit)",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections closed for saying nothing, by cause (first-request-timeout, \
+             idle-timeout)",
+            connections_closed.clone(),
+        );
         registry.register(
             "requests",
             "Requests by route, decision (allow, deny, reject, error) and status",
@@ -141,6 +168,9 @@ impl Metrics {
             upstream_seconds,
             in_flight,
             reloads,
+            open_connections,
+            connections_refused,
+            connections_closed,
         }
     }
 

@@ -19,7 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_rustls::TlsAcceptor;
 
-use super::metrics::{Metrics, RuleLabels};
+use super::connections::{Activity, Admitted, ConnectionLimits, watchdog};
+use super::metrics::{CauseLabels, Metrics, RuleLabels};
 use super::{ConnectionInfo, Gateway, Shared, phases};
 use crate::audit::AuditLog;
 use crate::config::{self, GatewayConfig, LimitsConfig, TlsFiles};
@@ -93,6 +94,10 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
         concurrency: Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_concurrent_requests,
         )),
+        connections: Arc::new(ConnectionLimits::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_peer,
+        )),
         ready: std::sync::atomic::AtomicBool::new(true),
     });
     if let Some(admin) = config.admin_listen {
@@ -114,11 +119,20 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let limits = shared.gateway.load().config.limits.clone();
-                    let connection = ConnectionInfo { peer, tls: tls.is_some() };
-                    spawn_connection(stream, connection, tls.clone(), shared.clone(), &graceful, limits);
-                }
+                Ok((stream, peer)) => match shared.connections.admit(peer.ip()) {
+                    Ok(admitted) => {
+                        let limits = shared.gateway.load().config.limits.clone();
+                        let connection = ConnectionInfo { peer, tls: tls.is_some() };
+                        spawn_connection(stream, connection, admitted, tls.clone(), shared.clone(), &graceful, limits);
+                    }
+                    Err(refused) => {
+                        // Closed at once: a client holding connections open cannot take the
+                        // descriptors the admin listener and the upstreams need.
+                        shared.metrics.connections_refused.get_or_create(&CauseLabels { cause: refused.label() }).inc();
+                        tracing::debug!(%peer, cause = refused.label(), "connection refused");
+                        drop(stream);
+                    }
+                },
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(%error, "accept failed");
@@ -167,17 +181,63 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
 fn spawn_connection(
     stream: TcpStream,
     connection: ConnectionInfo,
+    admitted: Admitted,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     graceful: &GracefulShutdown,
     limits: LimitsConfig,
 ) {
     let watcher = graceful.watcher();
+    let opened = tokio::time::Instant::now();
+    let activity = Arc::new(Activity::default());
+    let silent = watchdog(
+        activity.clone(),
+        opened,
+        Duration::from_millis(limits.first_request_timeout_ms),
+        Duration::from_millis(limits.idle_timeout_ms),
+    );
+    let metrics_shared = shared.clone();
+    metrics_shared.metrics.open_connections.inc();
+    let serve = serve_connection(
+        stream, connection, tls, shared, watcher, limits, activity, opened,
+    );
     tokio::spawn(async move {
+        tokio::select! {
+            () = serve => {}
+            silence = silent => {
+                // Dropping the connection closes it; nothing is in flight on it.
+                metrics_shared
+                    .metrics
+                    .connections_closed
+                    .get_or_create(&CauseLabels { cause: silence.label() })
+                    .inc();
+                tracing::debug!(peer = %connection.peer, cause = silence.label(), "silent connection closed");
+            }
+        }
+        metrics_shared.metrics.open_connections.dec();
+        drop(admitted);
+    });
+}
+
+/// Serves one connection (TLS handshake, then HTTP/1.1 or HTTP/2) until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    stream: TcpStream,
+    connection: ConnectionInfo,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    watcher: hyper_util::server::graceful::Watcher,
+    limits: LimitsConfig,
+    activity: Arc<Activity>,
+    opened: tokio::time::Instant,
+) {
+    {
         let _ = stream.set_nodelay(true);
         let service = service_fn(move |request| {
             let shared = shared.clone();
+            let in_flight = activity.begin(opened);
             async move {
+                let _in_flight = in_flight;
                 // The request runs in a task of its own: hyper drops this future when the
                 // client closes the connection or resets the stream, and a request already
                 // forwarded (a DELETE, say) must still reach its audit record.
@@ -235,7 +295,7 @@ fn spawn_connection(
         if let Err(error) = result {
             tracing::debug!(peer = %connection.peer, %error, "connection ended with an error");
         }
-    });
+    }
 }
 
 /// Builds a new gateway from the file and swaps it in; on any problem keeps the old one.
