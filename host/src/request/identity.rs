@@ -44,6 +44,8 @@ pub mod rule {
     pub const ALGORITHM_NOT_ALLOWED: &str = "identity.algorithm-not-allowed";
     /// No configured issuer has the token's `iss`.
     pub const UNKNOWN_ISSUER: &str = "identity.unknown-issuer";
+    /// The token has no `kid` and its issuer does not set `allow_missing_kid`.
+    pub const MISSING_KID: &str = "identity.missing-kid";
     /// The token's `kid` names no key of its issuer, or the token has no `kid` and its
     /// issuer has more than one key for its algorithm.
     pub const UNKNOWN_KID: &str = "identity.unknown-kid";

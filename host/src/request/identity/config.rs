@@ -55,6 +55,13 @@ pub struct IssuerConfig {
     /// services recommend at most 300.
     #[serde(default)]
     pub max_lifetime_secs: Option<u64>,
+    /// Accept tokens without a `kid` header, checked with the issuer's one key for their
+    /// algorithm (refused when it has several). Off by default: RFC 7515 §4.1.4 makes `kid`
+    /// optional, but a token that names its key cannot be checked with a key its issuer
+    /// meant for something else, and keeps working unambiguously when a second key is added
+    /// for rotation.
+    #[serde(default)]
+    pub allow_missing_kid: bool,
 }
 
 /// A PEM public key file, optionally with the `kid` tokens name it by.
@@ -105,6 +112,7 @@ pub(super) struct TrustedIssuer {
     pub leeway_secs: u64,
     pub claims: ClaimNames,
     pub max_lifetime_secs: Option<u64>,
+    pub allow_missing_kid: bool,
 }
 
 const KNOWN_ALGORITHMS: &str =
@@ -159,6 +167,7 @@ impl IssuerConfig {
             leeway_secs: self.leeway_secs,
             claims: self.claims.clone(),
             max_lifetime_secs: self.max_lifetime_secs,
+            allow_missing_kid: self.allow_missing_kid,
         })
     }
 

@@ -44,6 +44,7 @@ fn issuer(algorithms: &[&str], keys: Vec<KeyConfig>) -> IssuerConfig {
         leeway_secs: default_leeway(),
         claims: ClaimNames::default(),
         max_lifetime_secs: None,
+        allow_missing_kid: false,
     }
 }
 
@@ -55,7 +56,7 @@ fn jwks_issuer(algorithms: &[&str]) -> IssuerConfig {
 }
 
 fn rsa_issuer() -> IssuerConfig {
-    issuer(&["RS256"], vec![key(None, "rsa-a.pub.pem")])
+    issuer(&["RS256"], vec![key(Some("rsa-a"), "rsa-a.pub.pem")])
 }
 
 fn verifier(issuers: Vec<IssuerConfig>) -> Verifier {
@@ -111,7 +112,7 @@ fn sign(alg: Algorithm, key_file: &str, kid: Option<&str>, claims: &Value) -> St
 }
 
 fn rs256(claims: &Value) -> String {
-    sign(Algorithm::RS256, "rsa-a.key.pem", None, claims)
+    sign(Algorithm::RS256, "rsa-a.key.pem", Some("rsa-a"), claims)
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -258,10 +259,10 @@ fn es256_and_eddsa_tokens_verify_with_pem_keys() {
         (Algorithm::PS256, "PS256", "rsa-a.key.pem", "rsa-a.pub.pem"),
     ];
     for (alg, name, private, public) in cases {
-        let verifier = verifier(vec![issuer(&[name], vec![key(None, public)])]);
+        let verifier = verifier(vec![issuer(&[name], vec![key(Some(name), public)])]);
         let claims = with(claims(), "fhirUser", json!("Practitioner/123"));
         let verified = verifier
-            .verify(&sign(alg, private, None, &claims), NOW)
+            .verify(&sign(alg, private, Some(name), &claims), NOW)
             .unwrap_or_else(|rejection| panic!("{name}: {rejection}"));
         let principal = verified.principal;
         assert_eq!(principal.subject, "user-1", "{name}");
@@ -311,20 +312,45 @@ fn jwks_keys_are_chosen_by_kid() {
 }
 
 #[test]
-fn a_token_without_kid_needs_exactly_one_key_for_its_algorithm() {
-    let verifier = verifier(vec![jwks_issuer(&["RS256", "ES256", "EdDSA"])]);
-    // One P-256 key in the set: no kid needed.
+fn a_token_without_kid_needs_allow_missing_kid_and_one_key_for_its_algorithm() {
     let es256 = sign(Algorithm::ES256, "ec-p256.key.pem", None, &claims());
+    let rs256_without_kid = sign(Algorithm::RS256, "rsa-a.key.pem", None, &claims());
+
+    // By default a token must name its key, even when only one key could verify it.
+    let strict = verifier(vec![
+        jwks_issuer(&["RS256", "ES256", "EdDSA"]),
+        IssuerConfig {
+            issuer: OTHER_ISS.into(),
+            ..issuer(&["RS256"], vec![key(None, "rsa-a.pub.pem")])
+        },
+    ]);
+    assert_eq!(rejection(&strict, &es256), rule::MISSING_KID);
+    let only_key_without_kid = sign(
+        Algorithm::RS256,
+        "rsa-a.key.pem",
+        None,
+        &with(claims(), "iss", json!(OTHER_ISS)),
+    );
+    assert_eq!(rejection(&strict, &only_key_without_kid), rule::MISSING_KID);
+
+    let verifier = verifier(vec![IssuerConfig {
+        allow_missing_kid: true,
+        ..jwks_issuer(&["RS256", "ES256", "EdDSA"])
+    }]);
+    // One P-256 key in the set: no kid needed.
     assert!(verifier.verify(&es256, NOW).is_ok());
     // Two RSA keys: a kid-less RS256 token is ambiguous.
-    assert_eq!(rejection(&verifier, &rs256(&claims())), rule::UNKNOWN_KID);
+    assert_eq!(rejection(&verifier, &rs256_without_kid), rule::UNKNOWN_KID);
 
-    let two_pem_keys = issuer(
-        &["RS256"],
-        vec![key(None, "rsa-a.pub.pem"), key(None, "rsa-b.pub.pem")],
-    );
+    let two_pem_keys = IssuerConfig {
+        allow_missing_kid: true,
+        ..issuer(
+            &["RS256"],
+            vec![key(None, "rsa-a.pub.pem"), key(None, "rsa-b.pub.pem")],
+        )
+    };
     assert_eq!(
-        rejection(&self::verifier(vec![two_pem_keys]), &rs256(&claims())),
+        rejection(&self::verifier(vec![two_pem_keys]), &rs256_without_kid),
         rule::UNKNOWN_KID
     );
 }
@@ -341,7 +367,7 @@ fn an_unknown_kid_is_refused_without_trying_other_keys() {
     assert_eq!(rejection(&jwks, &token), rule::UNKNOWN_KID);
 
     // A PEM key configured without a kid is not named by any kid.
-    let pem = verifier(vec![rsa_issuer()]);
+    let pem = verifier(vec![issuer(&["RS256"], vec![key(None, "rsa-a.pub.pem")])]);
     let token = sign(Algorithm::RS256, "rsa-a.key.pem", Some("rsa-a"), &claims());
     assert_eq!(rejection(&pem, &token), rule::UNKNOWN_KID);
 
@@ -354,8 +380,10 @@ fn an_unknown_kid_is_refused_without_trying_other_keys() {
 
 #[test]
 fn hmac_issuer_verifies_with_its_secret_only() {
+    // The secret has no kid to name, so these tokens carry none.
     let hmac = IssuerConfig {
         hmac_secret_file: Some("hmac-secret.txt".into()),
+        allow_missing_kid: true,
         ..issuer(&["HS256"], Vec::new())
     };
     let verifier = verifier(vec![hmac]);
@@ -914,7 +942,9 @@ fn tampered_tokens_fail_the_signature() {
 fn a_token_claiming_another_trusted_issuer_fails_the_signature() {
     let other = IssuerConfig {
         issuer: OTHER_ISS.into(),
-        ..issuer(&["RS256"], vec![key(None, "rsa-b.pub.pem")])
+        // The same kid at both issuers (ids such as `key-1` do collide): the key is found,
+        // and only the signature can tell.
+        ..issuer(&["RS256"], vec![key(Some("rsa-a"), "rsa-b.pub.pem")])
     };
     let verifier = verifier(vec![rsa_issuer(), other]);
     // Signed by the first issuer's key, claiming to come from the second.
@@ -1246,7 +1276,14 @@ fn issuer_config_reads_from_toml_with_defaults() {
     assert_eq!(config.claims.roles, "groups");
     assert_eq!(config.claims.fhir_user, "fhirUser");
     assert_eq!(config.max_lifetime_secs, None);
+    assert!(!config.allow_missing_kid);
     let verifier = verifier(vec![config]);
+
+    let lenient: IssuerConfig = toml::from_str(
+        "issuer = \"i\"\naudience = [\"a\"]\nalgorithms = [\"RS256\"]\nallow_missing_kid = true\n",
+    )
+    .unwrap();
+    assert!(lenient.allow_missing_kid);
     assert_eq!(verifier.issuers().collect::<Vec<_>>(), [ISS]);
 
     let unknown_field = toml::from_str::<IssuerConfig>(
