@@ -998,6 +998,105 @@ fn malformed_tokens_are_refused() {
     }
 }
 
+/// A token signed with `rsa-a` over exactly these header and payload texts, which
+/// `jsonwebtoken::encode` (serializing a `Value`) could not produce with repeated members.
+fn signed_text(header: &str, payload: &str) -> String {
+    keys::install_crypto_provider();
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(payload.as_bytes())
+    );
+    let key = EncodingKey::from_rsa_pem(&fixture("rsa-a.key.pem")).unwrap();
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::RS256).unwrap();
+    format!("{signing_input}.{signature}")
+}
+
+/// `claims()` as JSON text with `extra` members appended.
+fn claims_text_with(extra: &str) -> String {
+    let text = claims().to_string();
+    format!("{},{extra}}}", &text[..text.len() - 1])
+}
+
+#[test]
+fn repeated_members_in_a_signed_token_are_refused() {
+    const HEADER: &str = r#"{"alg":"RS256","kid":"rsa-a","typ":"JWT"}"#;
+    let verifier = verifier(vec![rsa_issuer()]);
+    // The same construction without a repeat verifies, so the refusals below are the
+    // repeats' and not the signing's.
+    let plain = signed_text(HEADER, &claims_text_with(r#""patient":"p-1""#));
+    let verified = verifier.verify(&plain, NOW).unwrap();
+    assert_eq!(verified.principal.launch_patient.as_deref(), Some("p-1"));
+
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, String, &str)] = &[
+        ("patient twice", HEADER, claims_text_with(r#""patient":"p-1","patient":"p-2""#), "`patient`"),
+        ("sub twice", HEADER, claims_text_with(r#""sub":"admin""#), "`sub`"),
+        ("sub twice, escaped", HEADER, claims_text_with(r#""s\u0075b":"admin""#), "`sub`"),
+        ("nested in an object claim", HEADER, claims_text_with(r#""cnf":{"jkt":"a","jkt":"b"}"#), "`jkt`"),
+        ("in an object inside an array", HEADER, claims_text_with(r#""authorization_details":[{"type":"a","type":"b"}]"#), "`type`"),
+        ("alg twice", r#"{"alg":"RS256","kid":"rsa-a","alg":"none"}"#, claims().to_string(), "`alg`"),
+        ("kid twice", r#"{"alg":"RS256","kid":"rsa-b","kid":"rsa-a"}"#, claims().to_string(), "`kid`"),
+    ];
+    for (case, header, payload, member) in cases {
+        let token = signed_text(header, payload);
+        assert_eq!(
+            rejection(&verifier, &token),
+            rule::DUPLICATE_JSON_KEY,
+            "{case}"
+        );
+        let message = verifier.verify(&token, NOW).unwrap_err().message;
+        let part = if *header == HEADER {
+            "payload"
+        } else {
+            "header"
+        };
+        assert!(
+            message.contains(member) && message.contains(part),
+            "{case}: {message}"
+        );
+    }
+}
+
+#[test]
+fn repeated_member_check_walks_every_json_shape() {
+    let unique: &[&str] = &[
+        r#"{}"#,
+        r#"{"a":1,"b":{"a":1},"c":[{"a":1},{"a":2}]}"#,
+        r#"{"a":[1,-2,3.5,true,null,"x",[]]}"#,
+        r#"{"A":1,"a":2}"#,
+    ];
+    for text in unique {
+        assert_eq!(
+            json::check_unique_members(text.as_bytes()),
+            Ok(()),
+            "{text}"
+        );
+    }
+    let repeated: &[&str] = &[
+        r#"{"a":1,"a":1}"#,
+        r#"{"a":{"b":[[{"c":1,"c":2}]]}}"#,
+        r#"{"a":1,"\u0061":2}"#,
+    ];
+    for text in repeated {
+        assert!(
+            matches!(
+                json::check_unique_members(text.as_bytes()),
+                Err(json::JsonError::DuplicateMember(_))
+            ),
+            "{text}"
+        );
+    }
+    for text in [r#"{"a":1"#, r#"{"a":1} x"#, ""] {
+        assert_eq!(
+            json::check_unique_members(text.as_bytes()),
+            Err(json::JsonError::Syntax),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn oversize_tokens_are_refused_before_parsing() {
     let verifier = verifier(vec![rsa_issuer()]);
