@@ -24,7 +24,8 @@ mod tests;
 
 pub use bearer::extract_token;
 pub use config::{
-    ClaimNames, DEFAULT_LEEWAY_SECS, IssuerConfig, KeyConfig, MAX_LEEWAY_SECS, default_leeway,
+    ClaimNames, DEFAULT_LEEWAY_SECS, DEFAULT_MAX_LIFETIME_SECS, IssuerConfig, KeyConfig,
+    MAX_LEEWAY_SECS, default_leeway,
 };
 pub use verifier::{Verified, Verifier};
 
@@ -66,7 +67,8 @@ pub mod rule {
     pub const NOT_YET_VALID: &str = "identity.not-yet-valid";
     /// `aud` names none of the issuer's configured audiences.
     pub const WRONG_AUDIENCE: &str = "identity.wrong-audience";
-    /// The token lives longer than the issuer's `max_lifetime_secs`.
+    /// The token lives longer than the issuer's `max_lifetime_secs`, or than 24 hours when
+    /// the issuer sets none.
     pub const LIFETIME_TOO_LONG: &str = "identity.lifetime-too-long";
 }
 

@@ -902,6 +902,87 @@ fn max_lifetime_bounds_exp_minus_iat_or_the_remaining_lifetime() {
     }
 }
 
+#[test]
+fn without_max_lifetime_a_token_lives_at_most_a_day() {
+    const DAY: u64 = 86_400;
+    const YEAR_2100: u64 = 4_102_444_800;
+    let default = verifier(vec![rsa_issuer()]);
+    let week = verifier(vec![IssuerConfig {
+        max_lifetime_secs: Some(7 * DAY),
+        ..rsa_issuer()
+    }]);
+    let lifetime = |iat: Option<u64>, exp: u64| {
+        let claims = with(claims(), "exp", json!(exp));
+        match iat {
+            Some(iat) => with(claims, "iat", json!(iat)),
+            None => without(claims, "iat"),
+        }
+    };
+    // (claims, accepted by default, accepted with a week allowed)
+    let cases = [
+        (lifetime(Some(NOW), NOW + DAY), true, true),
+        (lifetime(None, NOW + DAY + 30), true, true),
+        (lifetime(Some(NOW), NOW + DAY + 1), false, true),
+        (lifetime(None, NOW + DAY + 31), false, true),
+        (lifetime(Some(NOW - 2 * DAY), NOW + 10), false, true),
+        (lifetime(Some(NOW), NOW + 7 * DAY + 1), false, false),
+        (lifetime(Some(NOW), YEAR_2100), false, false),
+        (lifetime(None, YEAR_2100), false, false),
+    ];
+    for (claims, by_default, with_a_week) in cases {
+        let token = rs256(&claims);
+        for (verifier, accepted) in [(&default, by_default), (&week, with_a_week)] {
+            if accepted {
+                assert!(verifier.verify(&token, NOW).is_ok(), "{claims}");
+            } else {
+                assert_eq!(
+                    rejection(verifier, &token),
+                    rule::LIFETIME_TOO_LONG,
+                    "{claims}"
+                );
+            }
+        }
+    }
+    let message = default
+        .verify(&rs256(&lifetime(Some(NOW), YEAR_2100)), NOW)
+        .unwrap_err()
+        .message;
+    assert!(
+        message.contains("86400 s")
+            && message.contains("help: ")
+            && message.contains("`max_lifetime_secs`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_max_lifetime_over_a_day_is_allowed_with_a_warning() {
+    let with_max = |max_lifetime_secs| IssuerConfig {
+        max_lifetime_secs,
+        ..rsa_issuer()
+    };
+    assert!(with_max(None).warnings().is_empty());
+    assert!(with_max(Some(300)).warnings().is_empty());
+    assert!(
+        with_max(Some(DEFAULT_MAX_LIFETIME_SECS))
+            .warnings()
+            .is_empty()
+    );
+
+    let week = with_max(Some(7 * 86_400));
+    let warnings = week.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "issuer `{ISS}`: `max_lifetime_secs` is 604800 (168 h)"
+        )) && warnings[0].contains("\nhelp: "),
+        "{}",
+        warnings[0]
+    );
+    // A warning, not a problem: the issuer loads.
+    assert_eq!(verifier(vec![week]).issuers().count(), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Signatures and malformed tokens
 
