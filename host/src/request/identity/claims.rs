@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::config::TrustedIssuer;
+use super::config::{DEFAULT_MAX_LIFETIME_SECS, TrustedIssuer};
 use super::verifier::Verified;
 use super::{Rejection, rule, unauthorized};
 use crate::engine::Principal;
@@ -144,21 +144,28 @@ fn check_times(
             "the token was issued in the future (`iat`)",
         ));
     }
-    if let Some(max_lifetime) = issuer.max_lifetime_secs {
-        // Without `iat` the remaining lifetime is what can be checked; the leeway covers the
-        // skew between the issuer's clock and ours.
-        let lifetime = match issued_at {
-            Some(iat) => expires_at.saturating_sub(iat),
-            None => expires_at.saturating_sub(now).saturating_sub(leeway),
-        };
-        if lifetime > max_lifetime {
-            return Err(unauthorized(
-                rule::LIFETIME_TOO_LONG,
-                format!("the token lives {lifetime} s; its issuer allows at most {max_lifetime} s"),
-            ));
-        }
+    // RFC 7519 §4.1.4 sets no upper bound on `exp`; without one, a token minted to expire
+    // in 2100 would be a credential nobody can revoke. Without `iat` the remaining lifetime
+    // is what can be checked; the leeway covers the skew between the issuer's clock and ours.
+    let lifetime = match issued_at {
+        Some(iat) => expires_at.saturating_sub(iat),
+        None => expires_at.saturating_sub(now).saturating_sub(leeway),
+    };
+    match issuer.max_lifetime_secs {
+        Some(max_lifetime) if lifetime > max_lifetime => Err(unauthorized(
+            rule::LIFETIME_TOO_LONG,
+            format!("the token lives {lifetime} s; its issuer allows at most {max_lifetime} s"),
+        )),
+        None if lifetime > DEFAULT_MAX_LIFETIME_SECS => Err(unauthorized(
+            rule::LIFETIME_TOO_LONG,
+            format!(
+                "the token lives {lifetime} s; expected at most {DEFAULT_MAX_LIFETIME_SECS} s \
+                 (24 h)\nhelp: an issuer that mints longer tokens needs `max_lifetime_secs` \
+                 in its `[[identity.issuers]]` entry"
+            ),
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A NumericDate (RFC 7519 §2): seconds since the epoch, possibly fractional.

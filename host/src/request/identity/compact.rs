@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value};
 
+use super::json::{self, JsonError};
 use super::{Rejection, base64url, rule, unauthorized};
 
 /// The largest token accepted. Real access tokens are a few KiB; the bound keeps the JSON
@@ -97,6 +98,19 @@ pub(super) fn parse(token: &str) -> Result<UnverifiedToken<'_>, Rejection> {
 fn json_object(segment: &str, part: &str) -> Result<Map<String, Value>, Rejection> {
     let bytes = base64url::decode(segment)
         .ok_or_else(|| malformed(format!("the {part} is not valid base64url (RFC 7515 §2)")))?;
+    // Before anything is read from it: `Value` below would keep the last of repeated names.
+    // RFC 7519 §4 (claims) and RFC 7515 §5.2 step 4 (header) allow rejecting such a token,
+    // and the gateway does, at any depth, so that no reader of the token sees other claims
+    // than the policies did.
+    if let Err(JsonError::DuplicateMember(detail)) = json::check_unique_members(&bytes) {
+        return Err(unauthorized(
+            rule::DUPLICATE_JSON_KEY,
+            format!(
+                "the token's {part} repeats a JSON member ({detail}); expected each member once \
+                 (RFC 7519 §4, RFC 7515 §5.2)"
+            ),
+        ));
+    }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(object)) => Ok(object),
         _ => Err(malformed(format!(

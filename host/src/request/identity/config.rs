@@ -17,6 +17,12 @@ pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 /// The largest leeway accepted: more would keep expired tokens alive for minutes.
 pub const MAX_LEEWAY_SECS: u64 = 300;
 
+/// The longest a token may live (`exp - iat`, or `exp - now` without `iat`) when its issuer
+/// sets no `max_lifetime_secs`. RFC 7519 §4.1.4 bounds nothing; a bearer token cannot be
+/// revoked here, so one minted for years is a stolen credential for years. Access tokens
+/// live minutes to hours; a day leaves room for long shifts.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 24 * 60 * 60;
+
 /// The serde default of [`IssuerConfig::leeway_secs`].
 pub fn default_leeway() -> u64 {
     DEFAULT_LEEWAY_SECS
@@ -51,10 +57,18 @@ pub struct IssuerConfig {
     /// Where this issuer puts the claims the principal is built from.
     #[serde(default)]
     pub claims: ClaimNames,
-    /// If set, `exp - iat` (or `exp - now` without `iat`) must not exceed it. SMART backend
-    /// services recommend at most 300.
+    /// `exp - iat` (or `exp - now` without `iat`) must not exceed it; without it, 86,400
+    /// (24 hours, [`DEFAULT_MAX_LIFETIME_SECS`]). More is allowed but warned about. SMART
+    /// backend services recommend at most 300.
     #[serde(default)]
     pub max_lifetime_secs: Option<u64>,
+    /// Accept tokens without a `kid` header, checked with the issuer's one key for their
+    /// algorithm (refused when it has several). Off by default: RFC 7515 §4.1.4 makes `kid`
+    /// optional, but a token that names its key cannot be checked with a key its issuer
+    /// meant for something else, and keeps working unambiguously when a second key is added
+    /// for rotation.
+    #[serde(default)]
+    pub allow_missing_kid: bool,
 }
 
 /// A PEM public key file, optionally with the `kid` tokens name it by.
@@ -105,6 +119,7 @@ pub(super) struct TrustedIssuer {
     pub leeway_secs: u64,
     pub claims: ClaimNames,
     pub max_lifetime_secs: Option<u64>,
+    pub allow_missing_kid: bool,
 }
 
 const KNOWN_ALGORITHMS: &str =
@@ -159,7 +174,28 @@ impl IssuerConfig {
             leeway_secs: self.leeway_secs,
             claims: self.claims.clone(),
             max_lifetime_secs: self.max_lifetime_secs,
+            allow_missing_kid: self.allow_missing_kid,
         })
+    }
+
+    /// What is allowed but probably unintended, for `ehrgate check` and the startup log;
+    /// each warning names the issuer.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(max_lifetime) = self
+            .max_lifetime_secs
+            .filter(|max_lifetime| *max_lifetime > DEFAULT_MAX_LIFETIME_SECS)
+        {
+            warnings.push(format!(
+                "issuer `{}`: `max_lifetime_secs` is {max_lifetime} ({} h): its tokens stay \
+                 usable for more than a day after they leak, and the gateway cannot revoke \
+                 them\nhelp: leave it out for the {DEFAULT_MAX_LIFETIME_SECS} s (24 h) default, \
+                 or set what the issuer actually mints",
+                crate::request::quote(&self.issuer),
+                max_lifetime / 3600
+            ));
+        }
+        warnings
     }
 
     /// The allow-list, parsed. RFC 8725 §3.1: each issuer names its algorithms, and `none`

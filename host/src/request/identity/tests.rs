@@ -44,6 +44,7 @@ fn issuer(algorithms: &[&str], keys: Vec<KeyConfig>) -> IssuerConfig {
         leeway_secs: default_leeway(),
         claims: ClaimNames::default(),
         max_lifetime_secs: None,
+        allow_missing_kid: false,
     }
 }
 
@@ -55,7 +56,7 @@ fn jwks_issuer(algorithms: &[&str]) -> IssuerConfig {
 }
 
 fn rsa_issuer() -> IssuerConfig {
-    issuer(&["RS256"], vec![key(None, "rsa-a.pub.pem")])
+    issuer(&["RS256"], vec![key(Some("rsa-a"), "rsa-a.pub.pem")])
 }
 
 fn verifier(issuers: Vec<IssuerConfig>) -> Verifier {
@@ -111,7 +112,7 @@ fn sign(alg: Algorithm, key_file: &str, kid: Option<&str>, claims: &Value) -> St
 }
 
 fn rs256(claims: &Value) -> String {
-    sign(Algorithm::RS256, "rsa-a.key.pem", None, claims)
+    sign(Algorithm::RS256, "rsa-a.key.pem", Some("rsa-a"), claims)
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -258,10 +259,10 @@ fn es256_and_eddsa_tokens_verify_with_pem_keys() {
         (Algorithm::PS256, "PS256", "rsa-a.key.pem", "rsa-a.pub.pem"),
     ];
     for (alg, name, private, public) in cases {
-        let verifier = verifier(vec![issuer(&[name], vec![key(None, public)])]);
+        let verifier = verifier(vec![issuer(&[name], vec![key(Some(name), public)])]);
         let claims = with(claims(), "fhirUser", json!("Practitioner/123"));
         let verified = verifier
-            .verify(&sign(alg, private, None, &claims), NOW)
+            .verify(&sign(alg, private, Some(name), &claims), NOW)
             .unwrap_or_else(|rejection| panic!("{name}: {rejection}"));
         let principal = verified.principal;
         assert_eq!(principal.subject, "user-1", "{name}");
@@ -311,20 +312,45 @@ fn jwks_keys_are_chosen_by_kid() {
 }
 
 #[test]
-fn a_token_without_kid_needs_exactly_one_key_for_its_algorithm() {
-    let verifier = verifier(vec![jwks_issuer(&["RS256", "ES256", "EdDSA"])]);
-    // One P-256 key in the set: no kid needed.
+fn a_token_without_kid_needs_allow_missing_kid_and_one_key_for_its_algorithm() {
     let es256 = sign(Algorithm::ES256, "ec-p256.key.pem", None, &claims());
+    let rs256_without_kid = sign(Algorithm::RS256, "rsa-a.key.pem", None, &claims());
+
+    // By default a token must name its key, even when only one key could verify it.
+    let strict = verifier(vec![
+        jwks_issuer(&["RS256", "ES256", "EdDSA"]),
+        IssuerConfig {
+            issuer: OTHER_ISS.into(),
+            ..issuer(&["RS256"], vec![key(None, "rsa-a.pub.pem")])
+        },
+    ]);
+    assert_eq!(rejection(&strict, &es256), rule::MISSING_KID);
+    let only_key_without_kid = sign(
+        Algorithm::RS256,
+        "rsa-a.key.pem",
+        None,
+        &with(claims(), "iss", json!(OTHER_ISS)),
+    );
+    assert_eq!(rejection(&strict, &only_key_without_kid), rule::MISSING_KID);
+
+    let verifier = verifier(vec![IssuerConfig {
+        allow_missing_kid: true,
+        ..jwks_issuer(&["RS256", "ES256", "EdDSA"])
+    }]);
+    // One P-256 key in the set: no kid needed.
     assert!(verifier.verify(&es256, NOW).is_ok());
     // Two RSA keys: a kid-less RS256 token is ambiguous.
-    assert_eq!(rejection(&verifier, &rs256(&claims())), rule::UNKNOWN_KID);
+    assert_eq!(rejection(&verifier, &rs256_without_kid), rule::UNKNOWN_KID);
 
-    let two_pem_keys = issuer(
-        &["RS256"],
-        vec![key(None, "rsa-a.pub.pem"), key(None, "rsa-b.pub.pem")],
-    );
+    let two_pem_keys = IssuerConfig {
+        allow_missing_kid: true,
+        ..issuer(
+            &["RS256"],
+            vec![key(None, "rsa-a.pub.pem"), key(None, "rsa-b.pub.pem")],
+        )
+    };
     assert_eq!(
-        rejection(&self::verifier(vec![two_pem_keys]), &rs256(&claims())),
+        rejection(&self::verifier(vec![two_pem_keys]), &rs256_without_kid),
         rule::UNKNOWN_KID
     );
 }
@@ -341,7 +367,7 @@ fn an_unknown_kid_is_refused_without_trying_other_keys() {
     assert_eq!(rejection(&jwks, &token), rule::UNKNOWN_KID);
 
     // A PEM key configured without a kid is not named by any kid.
-    let pem = verifier(vec![rsa_issuer()]);
+    let pem = verifier(vec![issuer(&["RS256"], vec![key(None, "rsa-a.pub.pem")])]);
     let token = sign(Algorithm::RS256, "rsa-a.key.pem", Some("rsa-a"), &claims());
     assert_eq!(rejection(&pem, &token), rule::UNKNOWN_KID);
 
@@ -354,8 +380,10 @@ fn an_unknown_kid_is_refused_without_trying_other_keys() {
 
 #[test]
 fn hmac_issuer_verifies_with_its_secret_only() {
+    // The secret has no kid to name, so these tokens carry none.
     let hmac = IssuerConfig {
         hmac_secret_file: Some("hmac-secret.txt".into()),
+        allow_missing_kid: true,
         ..issuer(&["HS256"], Vec::new())
     };
     let verifier = verifier(vec![hmac]);
@@ -874,6 +902,87 @@ fn max_lifetime_bounds_exp_minus_iat_or_the_remaining_lifetime() {
     }
 }
 
+#[test]
+fn without_max_lifetime_a_token_lives_at_most_a_day() {
+    const DAY: u64 = 86_400;
+    const YEAR_2100: u64 = 4_102_444_800;
+    let default = verifier(vec![rsa_issuer()]);
+    let week = verifier(vec![IssuerConfig {
+        max_lifetime_secs: Some(7 * DAY),
+        ..rsa_issuer()
+    }]);
+    let lifetime = |iat: Option<u64>, exp: u64| {
+        let claims = with(claims(), "exp", json!(exp));
+        match iat {
+            Some(iat) => with(claims, "iat", json!(iat)),
+            None => without(claims, "iat"),
+        }
+    };
+    // (claims, accepted by default, accepted with a week allowed)
+    let cases = [
+        (lifetime(Some(NOW), NOW + DAY), true, true),
+        (lifetime(None, NOW + DAY + 30), true, true),
+        (lifetime(Some(NOW), NOW + DAY + 1), false, true),
+        (lifetime(None, NOW + DAY + 31), false, true),
+        (lifetime(Some(NOW - 2 * DAY), NOW + 10), false, true),
+        (lifetime(Some(NOW), NOW + 7 * DAY + 1), false, false),
+        (lifetime(Some(NOW), YEAR_2100), false, false),
+        (lifetime(None, YEAR_2100), false, false),
+    ];
+    for (claims, by_default, with_a_week) in cases {
+        let token = rs256(&claims);
+        for (verifier, accepted) in [(&default, by_default), (&week, with_a_week)] {
+            if accepted {
+                assert!(verifier.verify(&token, NOW).is_ok(), "{claims}");
+            } else {
+                assert_eq!(
+                    rejection(verifier, &token),
+                    rule::LIFETIME_TOO_LONG,
+                    "{claims}"
+                );
+            }
+        }
+    }
+    let message = default
+        .verify(&rs256(&lifetime(Some(NOW), YEAR_2100)), NOW)
+        .unwrap_err()
+        .message;
+    assert!(
+        message.contains("86400 s")
+            && message.contains("help: ")
+            && message.contains("`max_lifetime_secs`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_max_lifetime_over_a_day_is_allowed_with_a_warning() {
+    let with_max = |max_lifetime_secs| IssuerConfig {
+        max_lifetime_secs,
+        ..rsa_issuer()
+    };
+    assert!(with_max(None).warnings().is_empty());
+    assert!(with_max(Some(300)).warnings().is_empty());
+    assert!(
+        with_max(Some(DEFAULT_MAX_LIFETIME_SECS))
+            .warnings()
+            .is_empty()
+    );
+
+    let week = with_max(Some(7 * 86_400));
+    let warnings = week.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "issuer `{ISS}`: `max_lifetime_secs` is 604800 (168 h)"
+        )) && warnings[0].contains("\nhelp: "),
+        "{}",
+        warnings[0]
+    );
+    // A warning, not a problem: the issuer loads.
+    assert_eq!(verifier(vec![week]).issuers().count(), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Signatures and malformed tokens
 
@@ -914,7 +1023,9 @@ fn tampered_tokens_fail_the_signature() {
 fn a_token_claiming_another_trusted_issuer_fails_the_signature() {
     let other = IssuerConfig {
         issuer: OTHER_ISS.into(),
-        ..issuer(&["RS256"], vec![key(None, "rsa-b.pub.pem")])
+        // The same kid at both issuers (ids such as `key-1` do collide): the key is found,
+        // and only the signature can tell.
+        ..issuer(&["RS256"], vec![key(Some("rsa-a"), "rsa-b.pub.pem")])
     };
     let verifier = verifier(vec![rsa_issuer(), other]);
     // Signed by the first issuer's key, claiming to come from the second.
@@ -964,6 +1075,105 @@ fn malformed_tokens_are_refused() {
             rejection(&verifier, &token),
             rule::MALFORMED_TOKEN,
             "{case}"
+        );
+    }
+}
+
+/// A token signed with `rsa-a` over exactly these header and payload texts, which
+/// `jsonwebtoken::encode` (serializing a `Value`) could not produce with repeated members.
+fn signed_text(header: &str, payload: &str) -> String {
+    keys::install_crypto_provider();
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(payload.as_bytes())
+    );
+    let key = EncodingKey::from_rsa_pem(&fixture("rsa-a.key.pem")).unwrap();
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::RS256).unwrap();
+    format!("{signing_input}.{signature}")
+}
+
+/// `claims()` as JSON text with `extra` members appended.
+fn claims_text_with(extra: &str) -> String {
+    let text = claims().to_string();
+    format!("{},{extra}}}", &text[..text.len() - 1])
+}
+
+#[test]
+fn repeated_members_in_a_signed_token_are_refused() {
+    const HEADER: &str = r#"{"alg":"RS256","kid":"rsa-a","typ":"JWT"}"#;
+    let verifier = verifier(vec![rsa_issuer()]);
+    // The same construction without a repeat verifies, so the refusals below are the
+    // repeats' and not the signing's.
+    let plain = signed_text(HEADER, &claims_text_with(r#""patient":"p-1""#));
+    let verified = verifier.verify(&plain, NOW).unwrap();
+    assert_eq!(verified.principal.launch_patient.as_deref(), Some("p-1"));
+
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, String, &str)] = &[
+        ("patient twice", HEADER, claims_text_with(r#""patient":"p-1","patient":"p-2""#), "`patient`"),
+        ("sub twice", HEADER, claims_text_with(r#""sub":"admin""#), "`sub`"),
+        ("sub twice, escaped", HEADER, claims_text_with(r#""s\u0075b":"admin""#), "`sub`"),
+        ("nested in an object claim", HEADER, claims_text_with(r#""cnf":{"jkt":"a","jkt":"b"}"#), "`jkt`"),
+        ("in an object inside an array", HEADER, claims_text_with(r#""authorization_details":[{"type":"a","type":"b"}]"#), "`type`"),
+        ("alg twice", r#"{"alg":"RS256","kid":"rsa-a","alg":"none"}"#, claims().to_string(), "`alg`"),
+        ("kid twice", r#"{"alg":"RS256","kid":"rsa-b","kid":"rsa-a"}"#, claims().to_string(), "`kid`"),
+    ];
+    for (case, header, payload, member) in cases {
+        let token = signed_text(header, payload);
+        assert_eq!(
+            rejection(&verifier, &token),
+            rule::DUPLICATE_JSON_KEY,
+            "{case}"
+        );
+        let message = verifier.verify(&token, NOW).unwrap_err().message;
+        let part = if *header == HEADER {
+            "payload"
+        } else {
+            "header"
+        };
+        assert!(
+            message.contains(member) && message.contains(part),
+            "{case}: {message}"
+        );
+    }
+}
+
+#[test]
+fn repeated_member_check_walks_every_json_shape() {
+    let unique: &[&str] = &[
+        r#"{}"#,
+        r#"{"a":1,"b":{"a":1},"c":[{"a":1},{"a":2}]}"#,
+        r#"{"a":[1,-2,3.5,true,null,"x",[]]}"#,
+        r#"{"A":1,"a":2}"#,
+    ];
+    for text in unique {
+        assert_eq!(
+            json::check_unique_members(text.as_bytes()),
+            Ok(()),
+            "{text}"
+        );
+    }
+    let repeated: &[&str] = &[
+        r#"{"a":1,"a":1}"#,
+        r#"{"a":{"b":[[{"c":1,"c":2}]]}}"#,
+        r#"{"a":1,"\u0061":2}"#,
+    ];
+    for text in repeated {
+        assert!(
+            matches!(
+                json::check_unique_members(text.as_bytes()),
+                Err(json::JsonError::DuplicateMember(_))
+            ),
+            "{text}"
+        );
+    }
+    for text in [r#"{"a":1"#, r#"{"a":1} x"#, ""] {
+        assert_eq!(
+            json::check_unique_members(text.as_bytes()),
+            Err(json::JsonError::Syntax),
+            "{text}"
         );
     }
 }
@@ -1246,7 +1456,14 @@ fn issuer_config_reads_from_toml_with_defaults() {
     assert_eq!(config.claims.roles, "groups");
     assert_eq!(config.claims.fhir_user, "fhirUser");
     assert_eq!(config.max_lifetime_secs, None);
+    assert!(!config.allow_missing_kid);
     let verifier = verifier(vec![config]);
+
+    let lenient: IssuerConfig = toml::from_str(
+        "issuer = \"i\"\naudience = [\"a\"]\nalgorithms = [\"RS256\"]\nallow_missing_kid = true\n",
+    )
+    .unwrap();
+    assert!(lenient.allow_missing_kid);
     assert_eq!(verifier.issuers().collect::<Vec<_>>(), [ISS]);
 
     let unknown_field = toml::from_str::<IssuerConfig>(

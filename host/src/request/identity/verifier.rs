@@ -143,6 +143,17 @@ impl Verifier {
                 ),
             ));
         }
+        // RFC 7515 §4.1.4 makes `kid` optional, but a token that names no key is checked
+        // with whichever key fits its algorithm, and a token meant for one key (or minted
+        // before a rotation) can then pass with another. Only issuers configured for it get
+        // that fallback.
+        if token.kid.is_none() && !issuer.allow_missing_kid {
+            return Err(unauthorized(
+                rule::MISSING_KID,
+                "the token has no `kid` header; expected the id of one of its issuer's keys \
+                 (RFC 7515 §4.1.4)",
+            ));
+        }
         let key = issuer.keys.select(token.kid.as_deref(), alg)?;
         let signature_verifies = jsonwebtoken::crypto::verify(
             token.signature,
