@@ -108,6 +108,7 @@ impl GatewayConfig {
                 ));
             }
         }
+        warnings.extend(self.issuers.iter().flat_map(IssuerConfig::warnings));
         if self.audit.is_none() {
             warnings.push(
                 "no `[audit] dir`: decisions are only logged, not written to a tamper-evident \
