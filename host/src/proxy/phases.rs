@@ -238,6 +238,11 @@ async fn run(
 
     // read body: bounded in size and time; writes and bundles are inspected whole.
     let body = read_body(gateway, &parts.headers, body).await?;
+    if body.is_some() && matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE) {
+        // An HTTP/2 body needs neither Content-Length nor Transfer-Encoding, so the header
+        // check alone cannot see it.
+        return Err(headers::unexpected_body(&parts.method).into());
+    }
 
     // POST _search: the form body's parameters join the query's (FHIR R4 http.html#search).
     let mut below = below;
