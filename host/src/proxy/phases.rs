@@ -270,6 +270,7 @@ async fn run(
     }
 
     // identify
+    canonical::check_access_token_spelling(&below.params)?;
     let token = identity::extract_token(&parts.headers, &below.params)?;
     let token_in_query = below.params.iter().any(|p| p.name == "access_token");
     below.params.retain(|p| p.name != "access_token");
