@@ -353,10 +353,22 @@ async fn run(
     } else {
         below.target()
     };
+    // RFC 9110 §9.3.2: HEAD is GET without the content, and it is classified as a read. A
+    // policy that judges the response (least-privilege checks the returned resource's
+    // patient) sees no content in a HEAD response and could not refuse another patient's
+    // resource, whose ETag and Last-Modified would then leak. With such a policy the upstream
+    // gets a GET, the policies judge its content, and the client gets the GET's status and
+    // headers without the content.
+    let head_as_get = parts.method == Method::HEAD && route.chain.inspects_response();
+    let forward_method = if head_as_get {
+        Method::GET
+    } else {
+        parts.method.clone()
+    };
     let started = Instant::now();
     let upstream_response = forward::send(
         &route.upstream,
-        &parts.method,
+        &forward_method,
         &forward_target,
         upstream_headers,
         forwarded_body,
@@ -369,7 +381,13 @@ async fn run(
 
     // response hook
     let response = if route.chain.inspects_response() {
-        inspect_response(gateway, route, context, policy_request, upstream_response).await?
+        let response =
+            inspect_response(gateway, route, context, policy_request, upstream_response).await?;
+        if head_as_get {
+            without_content(response)
+        } else {
+            response
+        }
     } else {
         forward::client_response(upstream_response)
     };
@@ -607,6 +625,14 @@ async fn inspect_response(
             "the upstream's response is larger than policies may inspect",
         ))),
     }
+}
+
+/// A HEAD response made from a GET's: the same status and headers, no content. The GET's
+/// `Content-Length` is kept, as RFC 9110 §8.6 and §9.3.2 let a HEAD response carry the length
+/// the GET's content has; hyper sends no content for a HEAD response whatever the header says.
+fn without_content(response: Response<ProxyBody>) -> Response<ProxyBody> {
+    let (parts, _content) = response.into_parts();
+    Response::from_parts(parts, outcome::full(Bytes::new()))
 }
 
 /// Adds the policies' headers and the request id to the client's response.
