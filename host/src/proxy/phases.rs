@@ -381,8 +381,18 @@ async fn run(
 
     // response hook
     let response = if route.chain.inspects_response() {
+        // The hook judges the response of the request that went upstream: for a HEAD sent as
+        // GET that is a GET's, with content. Shown as HEAD, a policy may skip it, as
+        // least-privilege does, since a HEAD response has no content to check.
+        let judged_request = if head_as_get {
+            let mut as_get = PolicyRequest::clone(&policy_request);
+            as_get.method = Method::GET.as_str().to_owned();
+            Arc::new(as_get)
+        } else {
+            policy_request
+        };
         let response =
-            inspect_response(gateway, route, context, policy_request, upstream_response).await?;
+            inspect_response(gateway, route, context, judged_request, upstream_response).await?;
         if head_as_get {
             without_content(response)
         } else {
