@@ -238,11 +238,6 @@ async fn run(
 
     // read body: bounded in size and time; writes and bundles are inspected whole.
     let body = read_body(gateway, &parts.headers, body).await?;
-    if body.is_some() && matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE) {
-        // An HTTP/2 body needs neither Content-Length nor Transfer-Encoding, so the header
-        // check alone cannot see it.
-        return Err(headers::unexpected_body(&parts.method).into());
-    }
 
     // POST _search: the form body's parameters join the query's (FHIR R4 http.html#search).
     let mut below = below;
@@ -287,6 +282,8 @@ async fn run(
             .into());
         }
     };
+    // After identification, so that a request without a token hears first that it needs one.
+    headers::check_unexpected_body(&parts.method, &parts.headers, body.is_some())?;
     if let Some(verified) = &verified {
         context.principal = Some(verified.principal.clone());
         context.break_glass_reason = verified.break_glass_reason.clone();

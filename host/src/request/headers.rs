@@ -98,7 +98,6 @@ pub fn check_request(
     check_connection(headers)?;
     check_host(authority, headers)?;
     check_length(headers)?;
-    check_unexpected_body(method, headers)?;
     check_authorization(headers)
 }
 
@@ -251,8 +250,16 @@ fn check_underscore_twins(headers: &HeaderMap) -> Result<(), Rejection> {
 /// RFC 9110 §9.3.1, §9.3.2 and §9.3.5: content in a GET, HEAD or DELETE request has no
 /// defined semantics, and some servers act on it anyway (a body that is a search, or a
 /// second request to a server that ignores the framing). No policy judges such a body, so
-/// it is refused. `Content-Length: 0` is accepted: it states that there is no body.
-fn check_unexpected_body(method: &Method, headers: &HeaderMap) -> Result<(), Rejection> {
+/// it is refused: when `Content-Length` is above 0, when `Transfer-Encoding` is present, or
+/// when content arrived without either (`has_body`, HTTP/2 DATA frames need no framing
+/// header). `Content-Length: 0` states that there is no body and is accepted. The proxy
+/// calls this after identification, so that a request without a token is still told first
+/// that it needs one; the body is refused before anything is forwarded either way.
+pub fn check_unexpected_body(
+    method: &Method,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Result<(), Rejection> {
     if !matches!(*method, Method::GET | Method::HEAD | Method::DELETE) {
         return Ok(());
     }
@@ -261,23 +268,17 @@ fn check_unexpected_body(method: &Method, headers: &HeaderMap) -> Result<(), Rej
             .get_all(header::CONTENT_LENGTH)
             .iter()
             .any(|length| length.as_bytes().iter().any(|byte| *byte != b'0'));
-    if declares_body {
-        return Err(unexpected_body(method));
+    if !(declares_body || has_body) {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// The refusal of a body on a method without body semantics, for the header check and for a
-/// body that arrives without `Content-Length` or `Transfer-Encoding` (HTTP/2 DATA frames).
-pub fn unexpected_body(method: &Method) -> Rejection {
-    Rejection::bad_request(
+    Err(Rejection::bad_request(
         "headers.unexpected-body",
         format!(
             "a `{}` request has a body, which has no meaning for it (RFC 9110 §9.3); expected \
              no body",
             quote(method.as_str())
         ),
-    )
+    ))
 }
 
 fn check_reserved(headers: &HeaderMap) -> Result<(), Rejection> {
