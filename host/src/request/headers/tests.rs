@@ -232,11 +232,18 @@ fn trusted_headers_and_their_underscore_twins_never_reach_the_upstream() {
     }
 }
 
+/// method, headers, whether content arrived, whether the request is refused.
+type BodyCase = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    bool,
+    bool,
+);
+
 #[test]
 fn bodies_on_methods_without_body_semantics_are_refused() {
-    // method, headers, content arrived, refused
     #[rustfmt::skip]
-    let cases: &[(&str, &[(&str, &str)], bool, bool)] = &[
+    let cases: &[BodyCase] = &[
         ("GET", &[("content-length", "4")], true, true),
         ("HEAD", &[("content-length", "1")], true, true),
         ("DELETE", &[("transfer-encoding", "chunked")], true, true),
