@@ -22,4 +22,5 @@ mod policy_cli;
 mod protocols;
 mod rate_limit;
 mod sandbox;
+mod smuggling_headers;
 mod state;

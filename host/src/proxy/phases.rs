@@ -265,6 +265,7 @@ async fn run(
     }
 
     // identify
+    canonical::check_access_token_spelling(&below.params)?;
     let token = identity::extract_token(&parts.headers, &below.params)?;
     let token_in_query = below.params.iter().any(|p| p.name == "access_token");
     below.params.retain(|p| p.name != "access_token");
@@ -281,6 +282,8 @@ async fn run(
             .into());
         }
     };
+    // After identification, so that a request without a token hears first that it needs one.
+    headers::check_unexpected_body(&parts.method, &parts.headers, body.is_some())?;
     if let Some(verified) = &verified {
         context.principal = Some(verified.principal.clone());
         context.break_glass_reason = verified.break_glass_reason.clone();
@@ -347,10 +350,22 @@ async fn run(
     } else {
         below.target()
     };
+    // RFC 9110 §9.3.2: HEAD is GET without the content, and it is classified as a read. A
+    // policy that judges the response (least-privilege checks the returned resource's
+    // patient) sees no content in a HEAD response and could not refuse another patient's
+    // resource, whose ETag and Last-Modified would then leak. With such a policy the upstream
+    // gets a GET, the policies judge its content, and the client gets the GET's status and
+    // headers without the content.
+    let head_as_get = parts.method == Method::HEAD && route.chain.inspects_response();
+    let forward_method = if head_as_get {
+        Method::GET
+    } else {
+        parts.method.clone()
+    };
     let started = Instant::now();
     let upstream_response = forward::send(
         &route.upstream,
-        &parts.method,
+        &forward_method,
         &forward_target,
         upstream_headers,
         forwarded_body,
@@ -363,7 +378,23 @@ async fn run(
 
     // response hook
     let response = if route.chain.inspects_response() {
-        inspect_response(gateway, route, context, policy_request, upstream_response).await?
+        // The hook judges the response of the request that went upstream: for a HEAD sent as
+        // GET that is a GET's, with content. Shown as HEAD, a policy may skip it, as
+        // least-privilege does, since a HEAD response has no content to check.
+        let judged_request = if head_as_get {
+            let mut as_get = PolicyRequest::clone(&policy_request);
+            as_get.method = Method::GET.as_str().to_owned();
+            Arc::new(as_get)
+        } else {
+            policy_request
+        };
+        let response =
+            inspect_response(gateway, route, context, judged_request, upstream_response).await?;
+        if head_as_get {
+            without_content(response)
+        } else {
+            response
+        }
     } else {
         forward::client_response(upstream_response)
     };
@@ -601,6 +632,14 @@ async fn inspect_response(
             "the upstream's response is larger than policies may inspect",
         ))),
     }
+}
+
+/// A HEAD response made from a GET's: the same status and headers, no content. The GET's
+/// `Content-Length` is kept, as RFC 9110 §8.6 and §9.3.2 let a HEAD response carry the length
+/// the GET's content has; hyper sends no content for a HEAD response whatever the header says.
+fn without_content(response: Response<ProxyBody>) -> Response<ProxyBody> {
+    let (parts, _content) = response.into_parts();
+    Response::from_parts(parts, outcome::full(Bytes::new()))
 }
 
 /// Adds the policies' headers and the request id to the client's response.

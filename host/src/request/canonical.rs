@@ -21,6 +21,9 @@ mod tests;
 /// policy that checks one of them can be shown a different patient than the server uses.
 const GOVERNING_PARAMS: &[&str] = &["patient", "subject", "beneficiary", "_id", "identifier"];
 
+/// RFC 6750 §2.3's query parameter for the bearer token.
+const ACCESS_TOKEN_PARAM: &str = "access_token";
+
 /// A request-target after canonicalization.
 #[derive(Debug, Clone)]
 pub struct CanonicalTarget {
@@ -185,6 +188,27 @@ pub fn check_governing_duplicates(params: &[Param]) -> Result<(), Rejection> {
         }
     }
     Ok(())
+}
+
+/// Rejects a parameter spelled like RFC 6750 §2.3's `access_token` in another case
+/// (`ACCESS_TOKEN`, `Access_Token`, also when percent-encoded, as names are compared
+/// decoded). Only the exact name is taken as the token and removed from the forwarded URL;
+/// another spelling would be forwarded, and a server that matches names case-insensitively
+/// would take a token the gateway never verified, left in URLs and logs.
+pub fn check_access_token_spelling(params: &[Param]) -> Result<(), Rejection> {
+    match params.iter().find(|param| {
+        param.name != ACCESS_TOKEN_PARAM && param.name.eq_ignore_ascii_case(ACCESS_TOKEN_PARAM)
+    }) {
+        None => Ok(()),
+        Some(param) => Err(Rejection::bad_request(
+            "canonical.access-token-spelling",
+            format!(
+                "parameter `{}` looks like a bearer token parameter; expected the token in \
+                 `Authorization: Bearer`, or in a parameter spelled exactly `access_token`",
+                quote(&param.name)
+            ),
+        )),
+    }
 }
 
 /// The parameter a name refers to, without FHIR modifiers (`:Patient`) or chains (`.name`).

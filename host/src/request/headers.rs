@@ -19,12 +19,23 @@ mod tests;
 const RESERVED_PREFIX: &str = "x-ehrgate-";
 
 /// Headers that frameworks honour to run a different method than the one on the request
-/// line, which would let a `POST` the policies allowed execute as a `DELETE`.
+/// line, which would let a `POST` the policies allowed execute as a `DELETE`. The
+/// `x-original-method`/`x-override-method` pair is what IIS URL Rewrite and some Java and
+/// PHP stacks read.
 const METHOD_OVERRIDE_HEADERS: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-original-method",
+    "x-override-method",
 ];
+
+/// Headers that frameworks honour to route a different path than the one on the request line
+/// (Symfony, Zend/Laminas and IIS URL Rewrite read them), which would let a request the
+/// policies judged for `/Patient/1` execute on any other URL. Refused like the method
+/// overrides, not removed: either way the request would mean something other than what the
+/// client asked, and a refusal tells the client so instead of quietly changing its request.
+const TARGET_OVERRIDE_HEADERS: &[&str] = &["x-original-url", "x-rewrite-url"];
 
 /// RFC 9110 §7.6.1 hop-by-hop headers, plus the pre-standard `proxy-connection` and
 /// `keep-alive` (RFC 9110 §7.6.1 names them as ones to remove too).
@@ -41,9 +52,35 @@ const HOP_BY_HOP_HEADERS: &[&str] = &[
 ];
 
 /// Headers that claim facts about the client's connection. Only the gateway may state them
-/// upstream; a client could otherwise pose as an internal address or another host.
-const CLIENT_CONNECTION_HEADERS: &[&str] = &["forwarded", "x-real-ip"];
+/// upstream; a client could otherwise pose as an internal address or another host. They are
+/// removed, not refused, as `Forwarded` and `X-Forwarded-*` always were: they describe the
+/// hop before the gateway, which the gateway replaces with its own view from the socket,
+/// and well-behaved clients behind a proxy send them in good faith. The client-IP names are
+/// the ones CDNs and load balancers set (Akamai and Cloudflare `True-Client-IP`, Rackspace
+/// `X-Cluster-Client-IP`) and that frameworks trust for allow-lists and audit.
+const CLIENT_CONNECTION_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "client-ip",
+    "x-host",
+];
+/// Covers `X-Forwarded-For`, `-Host`, `-Proto`, `-Port`, `-Prefix`, `-Server`, ...
 const FORWARDED_PREFIX: &str = "x-forwarded-";
+
+/// Headers the gateway sets or judges for the upstream, besides the families above: their
+/// underscore twins are refused too.
+const GATEWAY_OWNED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "authorization",
+    "x-request-id",
+    "prefer",
+    "if-none-exist",
+];
 
 /// Rejects ambiguous or dangerous method and header combinations. `authority` is the URI
 /// authority (HTTP/2 `:authority` or an absolute-form target) when there is one.
@@ -55,7 +92,9 @@ pub fn check_request(
     check_method(method)?;
     check_method_override(headers)?;
     check_conditional_create(headers)?;
+    check_target_override(headers)?;
     check_reserved(headers)?;
+    check_underscore_twins(headers)?;
     check_connection(headers)?;
     check_host(authority, headers)?;
     check_length(headers)?;
@@ -63,7 +102,9 @@ pub fn check_request(
 }
 
 /// The headers to send upstream: the client's headers without hop-by-hop headers, without
-/// client-sent forwarding headers (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`), without
+/// client-sent forwarding and client-IP headers (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`,
+/// `True-Client-IP`, `X-Client-IP`, `X-Cluster-Client-IP`, `Client-IP`, `X-Host`), without
+/// the override headers and underscore twins `check_request` refuses, without
 /// `Host` and `Content-Length` (the forwarder sets them for the canonical request) and
 /// without any `x-ehrgate-*` header. Everything else (Authorization, Accept, Content-Type,
 /// Prefer, If-Match, ...) is kept, repeated values included, in order.
@@ -80,7 +121,13 @@ pub fn upstream_headers(headers: &HeaderMap) -> HeaderMap {
 fn is_forwardable(name: &HeaderName) -> bool {
     // Header names in an `http::HeaderMap` are lower case.
     let name = name.as_str();
-    !(HOP_BY_HOP_HEADERS.contains(&name)
+    // The override headers and the underscore twins are refused by `check_request`; they are
+    // left out here too so that no caller can forward them by skipping the check.
+    let refused = METHOD_OVERRIDE_HEADERS.contains(&name)
+        || TARGET_OVERRIDE_HEADERS.contains(&name)
+        || (name.contains('_') && is_sensitive(&name.replace('_', "-")));
+    !(refused
+        || HOP_BY_HOP_HEADERS.contains(&name)
         || CLIENT_CONNECTION_HEADERS.contains(&name)
         || name.starts_with(FORWARDED_PREFIX)
         || name.starts_with(RESERVED_PREFIX)
@@ -140,6 +187,97 @@ fn check_conditional_create(headers: &HeaderMap) -> Result<(), Rejection> {
         "headers.conditional-create",
         "header `If-None-Exist` (conditional create) searches with criteria no policy checks; \
          expected a plain create, with a search first if duplicates matter",
+    ))
+}
+
+fn check_target_override(headers: &HeaderMap) -> Result<(), Rejection> {
+    match TARGET_OVERRIDE_HEADERS
+        .iter()
+        .find(|name| headers.contains_key(**name))
+    {
+        None => Ok(()),
+        Some(name) => Err(Rejection::bad_request(
+            "headers.target-override",
+            format!(
+                "header `{name}` overrides the request URL; expected the intended path on the \
+                 request line"
+            ),
+        )),
+    }
+}
+
+/// Whether a header name, once spelled the way CGI and WSGI spell it, is one the gateway
+/// owns, removes or judges.
+fn is_sensitive(name: &str) -> bool {
+    HOP_BY_HOP_HEADERS.contains(&name)
+        || CLIENT_CONNECTION_HEADERS.contains(&name)
+        || METHOD_OVERRIDE_HEADERS.contains(&name)
+        || TARGET_OVERRIDE_HEADERS.contains(&name)
+        || GATEWAY_OWNED_HEADERS.contains(&name)
+        || name.starts_with(FORWARDED_PREFIX)
+        || name.starts_with(RESERVED_PREFIX)
+}
+
+/// RFC 3875 §4.1.18: CGI (and WSGI, PHP-FPM, Rack after it) exposes a header as
+/// `HTTP_` + its name upper-cased with `-` turned into `_`, so `x_ehrgate_subject` and
+/// `X-Ehrgate-Subject` reach such an upstream as the same variable, and which one wins is the
+/// server's choice. A twin of a header the gateway sets, removes or judges would forge or
+/// undo that decision (`Transfer_Encoding` reframes the body, `x_forwarded_for` poses as
+/// another client), so it is refused. Twins of other headers are forwarded unchanged.
+fn check_underscore_twins(headers: &HeaderMap) -> Result<(), Rejection> {
+    for name in headers.keys() {
+        let name = name.as_str();
+        if !name.contains('_') {
+            continue;
+        }
+        // Header names in an `http::HeaderMap` are lower case already.
+        let dashed = name.replace('_', "-");
+        if is_sensitive(&dashed) {
+            return Err(Rejection::bad_request(
+                "headers.underscore-name",
+                format!(
+                    "header `{}` is read as `{}` by CGI-style servers, which the gateway \
+                     controls; expected `-` instead of `_`, or no such header",
+                    quote(name),
+                    quote(&dashed)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9110 §9.3.1, §9.3.2 and §9.3.5: content in a GET, HEAD or DELETE request has no
+/// defined semantics, and some servers act on it anyway (a body that is a search, or a
+/// second request to a server that ignores the framing). No policy judges such a body, so
+/// it is refused: when `Content-Length` is above 0, when `Transfer-Encoding` is present, or
+/// when content arrived without either (`has_body`, HTTP/2 DATA frames need no framing
+/// header). `Content-Length: 0` states that there is no body and is accepted. The proxy
+/// calls this after identification, so that a request without a token is still told first
+/// that it needs one; the body is refused before anything is forwarded either way.
+pub fn check_unexpected_body(
+    method: &Method,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Result<(), Rejection> {
+    if !matches!(*method, Method::GET | Method::HEAD | Method::DELETE) {
+        return Ok(());
+    }
+    let declares_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes().iter().any(|byte| *byte != b'0'));
+    if !(declares_body || has_body) {
+        return Ok(());
+    }
+    Err(Rejection::bad_request(
+        "headers.unexpected-body",
+        format!(
+            "a `{}` request has a body, which has no meaning for it (RFC 9110 §9.3); expected \
+             no body",
+            quote(method.as_str())
+        ),
     ))
 }
 

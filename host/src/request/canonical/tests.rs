@@ -325,3 +325,30 @@ fn base_names_drop_modifiers_and_chains() {
         assert_eq!(base_name(name), base);
     }
 }
+
+#[test]
+fn access_token_is_spelled_one_way() {
+    #[rustfmt::skip]
+    let cases: &[(&str, bool)] = &[
+        ("access_token=a", true),
+        ("access%5Ftoken=a", true),
+        ("patient=1&access_token=a", true),
+        ("access-token=a", true),
+        ("ACCESS_TOKEN=a", false),
+        ("Access_Token=a", false),
+        ("patient=1&access_TOKEN=a", false),
+        ("ACCESS%5FTOKEN=a", false),
+        ("%41ccess_token=a", false),
+    ];
+    for (query, allowed) in cases {
+        let target = canonicalize_target(&format!("/Observation?{query}")).unwrap();
+        match (check_access_token_spelling(&target.params), allowed) {
+            (Ok(()), true) => {}
+            (Err(rejection), false) => {
+                assert_eq!(rejection.rule_id, "canonical.access-token-spelling");
+                assert_message_style(&rejection, query);
+            }
+            (result, _) => panic!("{query}: unexpected {result:?}"),
+        }
+    }
+}
