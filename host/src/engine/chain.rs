@@ -166,26 +166,9 @@ impl PolicyChain {
     /// engine pool (and without its isolation): what the engine's own work costs, for
     /// benchmarks.
     pub fn evaluate_in_place(&self, request: &Request) -> ChainOutcome {
-        let request = Arc::new(request.clone());
-        let call = evaluate_job(request);
+        let call = evaluate_job(Arc::new(request.clone()));
         let meter = Arc::new(CallMeter::default());
-        let job_meter = meter.clone();
-        let job = async move {
-            let meter = job_meter;
-            let mut reports = Vec::with_capacity(self.links.len());
-            for link in self.links.iter() {
-                let started = Instant::now();
-                let evaluation = call(link.policy.clone(), meter.clone()).await;
-                reports.push(ModuleReport {
-                    module: link.policy.name.clone(),
-                    mode: link.mode,
-                    result: evaluation.result,
-                    elapsed: started.elapsed(),
-                    running: evaluation.running,
-                });
-            }
-            reports
-        };
+        let job = run_links(self.links.to_vec(), call, meter.clone());
         combine(super::pool::run_here(meter, job))
     }
 
@@ -205,7 +188,7 @@ impl PolicyChain {
     ) -> (Modules, oneshot::Receiver<Vec<ModuleReport>>)
     where
         F: Fn(Arc<ConfiguredPolicy>, Arc<CallMeter>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Evaluation> + Send,
+        Fut: std::future::Future<Output = Evaluation> + Send + 'static,
     {
         let modules: Modules = links
             .iter()
@@ -219,35 +202,46 @@ impl PolicyChain {
         let pool_owner = first.policy.clone();
         let starts_long = links.iter().any(|l| l.policy.runs_long());
         let meter = Arc::new(CallMeter::default());
-        let job_meter = meter.clone();
-        let job = async move {
-            let mut reports = Vec::with_capacity(links.len());
-            for link in links {
-                let started = Instant::now();
-                let evaluation = call(link.policy.clone(), job_meter.clone()).await;
-                if let Err(fault) = &evaluation.result {
-                    tracing::warn!(
-                        module = %link.policy.name,
-                        fault = fault.kind(),
-                        cause = %fault,
-                        "policy module failed"
-                    );
-                }
-                reports.push(ModuleReport {
-                    module: link.policy.name.clone(),
-                    mode: link.mode,
-                    result: evaluation.result,
-                    elapsed: started.elapsed(),
-                    running: evaluation.running,
-                });
-            }
-            reports
-        };
+        let job = run_links(links, call, meter.clone());
         (
             modules,
             pool_owner.shared.pool.submit(meter, job, starts_long),
         )
     }
+}
+
+/// Calls `call` for each link in order, within the job metered by `meter`; a module's
+/// failure is logged with its cause.
+async fn run_links<F, Fut>(
+    links: Vec<ChainLink>,
+    call: F,
+    meter: Arc<CallMeter>,
+) -> Vec<ModuleReport>
+where
+    F: Fn(Arc<ConfiguredPolicy>, Arc<CallMeter>) -> Fut,
+    Fut: std::future::Future<Output = Evaluation>,
+{
+    let mut reports = Vec::with_capacity(links.len());
+    for link in links {
+        let started = Instant::now();
+        let evaluation = call(link.policy.clone(), meter.clone()).await;
+        if let Err(fault) = &evaluation.result {
+            tracing::warn!(
+                module = %link.policy.name,
+                fault = fault.kind(),
+                cause = %fault,
+                "policy module failed"
+            );
+        }
+        reports.push(ModuleReport {
+            module: link.policy.name.clone(),
+            mode: link.mode,
+            result: evaluation.result,
+            elapsed: started.elapsed(),
+            running: evaluation.running,
+        });
+    }
+    reports
 }
 
 fn evaluate_job(
