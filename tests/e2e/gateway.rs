@@ -681,3 +681,47 @@ fn the_client_gets_its_own_http_version_whatever_the_upstream_speaks() {
         response.head
     );
 }
+
+#[test]
+fn a_fragment_never_reaches_the_gateway_or_the_upstream() {
+    // RFC 9112 §3.2: a request-target has no fragment. The HTTP parser drops one a client
+    // sends anyway, so the request is judged and forwarded without it.
+    let upstream = TestUpstream::start(Reply::json(BUNDLE));
+    let gateway = start(&upstream, "{}");
+    let raw = format!(
+        "GET /fhir/Patient/pat-123#/../Patient/other HTTP/1.1\r\nhost: gateway.test\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+        token()
+    );
+    let response = send_raw(gateway.addr, raw.as_bytes());
+    assert_eq!(response.status, 200, "{response:?}");
+    let received = upstream.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].request_line(),
+        "GET /base/Patient/pat-123 HTTP/1.1"
+    );
+}
+
+#[test]
+fn content_length_beside_transfer_encoding_is_ignored_and_the_body_reframed() {
+    // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length. The HTTP parser drops the
+    // length, reads the chunked body, and the upstream gets the gateway's own framing.
+    let upstream = TestUpstream::start(Reply::json(BUNDLE));
+    let gateway = start(&upstream, "{}");
+    let body = r#"{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/pat-123"}}"#;
+    let raw = format!(
+        "POST /fhir/Observation HTTP/1.1\r\nhost: gateway.test\r\nauthorization: Bearer {}\r\ncontent-type: application/fhir+json\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        token(),
+        body.len()
+    );
+    let response = send_raw(gateway.addr, raw.as_bytes());
+    let received = upstream.received();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body, body.as_bytes());
+    assert_eq!(
+        received[0].header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(received[0].header("transfer-encoding"), None);
+}

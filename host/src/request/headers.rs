@@ -383,7 +383,9 @@ fn check_host(authority: Option<&str>, headers: &HeaderMap) -> Result<(), Reject
 
 fn check_length(headers: &HeaderMap) -> Result<(), Rejection> {
     // RFC 9112 §6.1: Content-Length with Transfer-Encoding is a request-smuggling vector; a
-    // server may reject it, and a gateway in front of servers that do not must.
+    // server may reject it, and a gateway in front of servers that do not must. hyper's
+    // HTTP/1 parser already lets Transfer-Encoding win and drops the length (§6.3), and
+    // HTTP/2 has no Transfer-Encoding: this refuses the pair should a parser ever pass it.
     if headers.contains_key(header::CONTENT_LENGTH)
         && headers.contains_key(header::TRANSFER_ENCODING)
     {
