@@ -17,9 +17,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use crate::audit::AuditLog;
 use crate::config::{GatewayConfig, RouteSettings};
 use crate::engine::{ChainLink, PolicyChain, PolicyEngine};
-use crate::request::Rejection;
 use crate::request::canonical::CanonicalTarget;
-use crate::request::classify::Classification;
 use crate::request::identity::Verifier;
 
 pub mod admin;
@@ -66,18 +64,6 @@ impl Route {
     fn is_anonymous(&self, method: &http::Method, segments: &[String]) -> bool {
         (method == http::Method::GET || method == http::Method::HEAD)
             && self.settings.anonymous_paths.iter().any(|p| p == segments)
-    }
-
-    fn check_resource_type(&self, classification: &Classification) -> Result<(), Rejection> {
-        let allowed = &self.settings.resource_types;
-        match &classification.resource_type {
-            Some(t) if !allowed.is_empty() && !allowed.contains(t) => Err(Rejection::new(
-                404,
-                "route.resource-type",
-                format!("route `{}` does not serve `{t}`", self.settings.name),
-            )),
-            _ => Ok(()),
-        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod classify;
 pub mod fhir;
 pub mod headers;
 pub mod identity;
+pub mod scope;
 
 /// A request refused before any policy ran: malformed, ambiguous, over a limit or
 /// unauthenticated. The gateway answers with `status` and a FHIR OperationOutcome naming

@@ -725,3 +725,34 @@ fn content_length_beside_transfer_encoding_is_ignored_and_the_body_reframed() {
     );
     assert_eq!(received[0].header("transfer-encoding"), None);
 }
+
+#[test]
+fn a_route_serves_only_its_resource_types_however_they_are_reached() {
+    let upstream = TestUpstream::start(Reply::json(BUNDLE));
+    let gateway = GatewayProcess::start(&config(&upstream.url("/base"), "{}", "").replace(
+        "anonymous_paths = [\"/metadata\"]",
+        "anonymous_paths = [\"/metadata\"]\nresource_types = [\"Claim\", \"Patient\"]",
+    ));
+    for target in [
+        "/fhir/Observation?patient=pat-123",
+        "/fhir/Patient/pat-123/Observation",
+        "/fhir?_type=Claim,Observation",
+        "/fhir?patient=pat-123",
+        "/fhir/Patient/pat-123/$everything",
+        "/fhir/_history",
+        "/fhir/Claim?_revinclude=Observation:subject",
+    ] {
+        let response = get(gateway.addr, target, Some(&token()));
+        assert_eq!(
+            (response.status, response.rule().as_deref()),
+            (404, Some("route.resource-type")),
+            "{target}: {response:?}"
+        );
+    }
+    assert!(
+        upstream.received().is_empty(),
+        "a refused request was forwarded"
+    );
+    let served = get(gateway.addr, "/fhir/Claim?patient=pat-123", Some(&token()));
+    assert_eq!(served.status, 200, "{served:?}");
+}

@@ -302,7 +302,12 @@ async fn run(
         body.as_deref(),
         gateway.config.limits.max_batch_entries,
     )?;
-    route.check_resource_type(&classification)?;
+    crate::request::scope::check(
+        &route.settings.name,
+        &route.settings.resource_types,
+        &classification,
+        &judged.params,
+    )?;
     context.interaction = Some(classification.interaction);
     context.resource_type = classification.resource_type.clone();
     context.resource_id = classification.resource_id.clone();
