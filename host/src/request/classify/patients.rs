@@ -1,13 +1,18 @@
 //! Which patients a request touches: ids from patient-compartment search parameters
-//! (FHIR R4 compartmentdefinition-patient.html), from every Patient reference in a written
-//! resource, and from the references a patch writes. Extraction reports what it can read
-//! and skips what it cannot interpret; policies still see every parameter and decide on the
-//! rest.
+//! (FHIR R4 compartmentdefinition-patient.html) and from the last link of chained and
+//! `_has` parameters, from every Patient reference in a written resource, and from the
+//! references a patch writes. References are read with the parser policies use
+//! (`ehrgate_fhir::reference`); a form a strict reader refuses (`x/Patient/456`,
+//! `Observation/../Patient/456`) still counts every patient a lenient server could resolve
+//! it to. Extraction reports what it can read and skips what it cannot interpret; policies
+//! still see every parameter and decide on the rest.
 
 use serde_json::Value;
 
+use ehrgate_fhir::search::{LastLink, last_link};
+
 use crate::engine::Param;
-use crate::request::fhir;
+use crate::request::fhir::{self, Reference};
 
 /// Search parameters whose only target type is Patient, so a bare id means `Patient/[id]`
 /// (R4 search.html#reference: a bare id is only unambiguous when the parameter has one
@@ -46,7 +51,11 @@ fn from_params_of(
 ) {
     let compartment = fhir::patient_compartment_params(resource_type);
     for param in params {
-        if param.name.contains('.') {
+        if let Some(link) = last_link(&param.name) {
+            from_last_link(link, &param.value, patients);
+            continue;
+        }
+        if param.name.contains('.') || param.name.starts_with("_has:") {
             continue;
         }
         let (base, modifier) = match param.name.split_once(':') {
@@ -81,10 +90,25 @@ fn from_params_of(
             Some(_) => continue,
         };
         for value in or_values(&param.value) {
-            if let Some(id) = patient_id(value, bare_id_allowed) {
-                patients.push(id.to_string());
-            }
+            push_patients_of(value, bare_id_allowed, patients);
         }
+    }
+}
+
+/// Adds the patients the value of a chained or `_has` parameter names (R4 search.html#has:
+/// `Patient?_id=123&_has:Observation:patient:performer=Patient/456` asks a question about
+/// patient 456): every Patient reference among its values, and bare ids where the last
+/// parameter targets Patient alone (`patient`, `beneficiary`, `:Patient`, `_id` on Patient).
+fn from_last_link(link: LastLink<'_>, value: &str, patients: &mut Vec<String>) {
+    let bare_id_allowed = match link.modifier {
+        None => {
+            PATIENT_ONLY_PARAMS.contains(&link.parameter)
+                || (link.parameter == "_id" && link.resource_type == Some("Patient"))
+        }
+        Some(modifier) => modifier == "Patient",
+    };
+    for value in or_values(value) {
+        push_patients_of(value, bare_id_allowed, patients);
     }
 }
 
@@ -124,9 +148,8 @@ pub(super) fn from_patch(patch: &Value, patients: &mut Vec<String>) {
                 .unwrap_or_default();
             if let Some(Value::String(reference)) = value
                 && path.ends_with("/reference")
-                && let Some(id) = patient_id(reference, false)
             {
-                patients.push(id.to_string());
+                push_patients_of(reference, false, patients);
             }
             if let Some(value) = value {
                 push_all_references(value, 0, patients);
@@ -144,10 +167,8 @@ fn push_all_references(value: &Value, depth: usize, patients: &mut Vec<String>) 
     }
     match value {
         Value::Object(object) => {
-            if let Some(Value::String(reference)) = object.get("reference")
-                && let Some(id) = patient_id(reference, false)
-            {
-                patients.push(id.to_string());
+            if let Some(Value::String(reference)) = object.get("reference") {
+                push_patients_of(reference, false, patients);
             }
             for child in object.values() {
                 push_all_references(child, depth + 1, patients);
@@ -162,29 +183,26 @@ fn push_all_references(value: &Value, depth: usize, patients: &mut Vec<String>) 
     }
 }
 
-/// The patient id of a reference: `Patient/123`, `Patient/123/_history/2`, an absolute URL
-/// ending in one of these, or (when `bare_id_allowed`) a bare `123`.
-pub(super) fn patient_id(reference: &str, bare_id_allowed: bool) -> Option<&str> {
+/// Adds the patients `reference` names: the target of a literal `Patient` reference
+/// (relative or absolute), every patient a lenient server could resolve an odd form to, or
+/// (when `bare_id_allowed`) a bare id. Conditional, contained and `urn:` references name
+/// nobody the gateway can see.
+pub(super) fn push_patients_of(reference: &str, bare_id_allowed: bool, patients: &mut Vec<String>) {
     if bare_id_allowed && fhir::is_valid_id(reference) {
-        return Some(reference);
+        patients.push(reference.to_string());
+        return;
     }
-    let relative = match absolute_rest(reference) {
-        Some(rest) => rest.rfind("/Patient/").and_then(|at| rest.get(at + 1..))?,
-        None => reference,
-    };
-    let mut parts = relative.strip_prefix("Patient/")?.split('/');
-    let id = parts.next().filter(|id| fhir::is_valid_id(id))?;
-    match (parts.next(), parts.next(), parts.next()) {
-        (None, _, _) => Some(id),
-        (Some("_history"), Some(version), None) if fhir::is_valid_id(version) => Some(id),
-        _ => None,
+    match Reference::parse(reference) {
+        Reference::Relative(target) | Reference::Absolute { target, .. } => {
+            if target.resource_type == "Patient" {
+                patients.push(target.id.to_string());
+            }
+        }
+        Reference::Odd(_) => {
+            patients.extend(fhir::mentioned_ids(reference, "Patient").map(str::to_string));
+        }
+        Reference::Contained(_) | Reference::Placeholder(_) | Reference::Conditional { .. } => {}
     }
-}
-
-/// The part after `http://` or `https://`, for an absolute reference.
-fn absolute_rest(reference: &str) -> Option<&str> {
-    let (scheme, rest) = reference.split_once("://")?;
-    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")).then_some(rest)
 }
 
 /// The values of a FHIR OR list (search.html#combining): split on `,` except where escaped
