@@ -219,9 +219,7 @@ pub fn mentioned_ids<'a>(
             if segment != resource_type {
                 continue;
             }
-            let Some(next) = segments.peek() else {
-                return None;
-            };
+            let next = segments.peek()?;
             let id = next.split(['?', '#']).next().unwrap_or_default();
             if is_valid_id(id) {
                 return Some(id);

@@ -45,6 +45,12 @@ pub struct Config {
     /// enforce the compartment on writes themselves.
     #[serde(default)]
     pub allow_unverified_instance_writes: bool,
+    /// The FHIR server's own base URLs as it writes them in references
+    /// (`https://ehr.example/fhir`): an absolute reference on one of them counts as the
+    /// relative `Type/id`. A patient-bound write's absolute reference on any other base is
+    /// refused, as the server may resolve it to anything. Empty by default.
+    #[serde(default)]
+    pub own_base_urls: Vec<String>,
     /// Confines `user/` grants of a user whose `fhirUser` is a Patient to that patient's
     /// compartment, as `patient/` grants are confined to the launch patient.
     #[serde(default = "yes")]
@@ -280,6 +286,21 @@ pub fn validate(config: &Config) -> Result<(), String> {
             return Err(format!(
                 "`export.group_ids` entry `{id}` is not a FHIR id\nhelp: use Group ids, or `*` \
                  for any Group"
+            ));
+        }
+    }
+    for base in &config.own_base_urls {
+        let (scheme, rest) = base.split_once("://").unwrap_or_default();
+        let valid = matches!(scheme, "http" | "https")
+            && !rest.is_empty()
+            && !rest.starts_with('/')
+            && !base.contains(['?', '#', ' '])
+            && !rest.split('/').any(|segment| matches!(segment, "." | ".."));
+        if !valid {
+            return Err(format!(
+                "`own_base_urls` entry `{base}` is not an http(s) base URL
+help: write the \
+                 base the server uses in references, such as `https://ehr.example/fhir`"
             ));
         }
     }

@@ -283,9 +283,9 @@ fn export_confinement(action: &Action<'_>, patient: &str) -> Confinement {
             continue;
         }
         for value in ehrgate_sdk::search::split_unescaped(&param.value, ',') {
-            let id = match (modifier, references::judge_text(value, None)) {
-                (None, references::Points::Patient(id)) => id,
-                (None, _) if fhir::is_valid_id(value) => value,
+            let id = match (modifier, fhir::patient_id_of_reference(value)) {
+                (None, Some(id)) => id,
+                (None, None) if fhir::is_valid_id(value) => value,
                 _ => return Confinement::Unpinned,
             };
             if id != patient {

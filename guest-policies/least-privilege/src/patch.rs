@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::references::{self, Bundle, Points};
+use crate::references::{self, Points, Resolver};
 
 /// Why a patch cannot be checked, or where one of its references points.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,13 +35,13 @@ impl Finding {
 pub fn examine<'a>(
     resource_type: &str,
     patch: &'a Value,
-    bundle: Option<&Bundle<'a>>,
+    resolver: &Resolver<'a>,
     found: &mut dyn FnMut(Finding),
 ) {
     match patch {
         Value::Array(operations) => {
             for (index, operation) in operations.iter().enumerate() {
-                json_patch_operation(resource_type, index, operation, bundle, found);
+                json_patch_operation(resource_type, index, operation, resolver, found);
             }
         }
         Value::Object(members)
@@ -49,7 +49,7 @@ pub fn examine<'a>(
         {
             let parameters = members.get("parameter").and_then(Value::as_array);
             for (index, parameter) in parameters.into_iter().flatten().enumerate() {
-                fhirpath_patch_operation(resource_type, index, parameter, bundle, found);
+                fhirpath_patch_operation(resource_type, index, parameter, resolver, found);
             }
         }
         _ => found(Finding::Unreadable(
@@ -94,7 +94,7 @@ fn judge_written<'v>(
     written: &[&str],
     value: Option<&'v Value>,
     text_value: Option<&'v str>,
-    bundle: Option<&Bundle<'v>>,
+    resolver: &Resolver<'v>,
     found: &mut dyn FnMut(Finding),
 ) {
     for path in references::patient_paths(resource_type) {
@@ -113,13 +113,13 @@ fn judge_written<'v>(
                     continue;
                 }
                 references::values_at(value, rest, &mut |reference| {
-                    if let Some(points) = references::judge(reference, bundle) {
+                    if let Some(points) = resolver.judge(reference) {
                         found_points(found, path, points);
                     }
                 });
             }
             Overlap::Inside("reference") => match text_value {
-                Some(text) => found_points(found, path, references::judge_text(text, bundle)),
+                Some(text) => found_points(found, path, resolver.judge_text(text)),
                 None => found(Finding::Unreadable(format!(
                     "it writes a `reference` of `{path}` that is not a string"
                 ))),
@@ -136,7 +136,7 @@ fn judge_written<'v>(
             Some(resource) => references::resource_references(
                 resource_type,
                 resource,
-                bundle,
+                resolver,
                 &mut |path, points| found_points(found, path, points),
             ),
             None => found(Finding::Unreadable(
@@ -144,7 +144,22 @@ fn judge_written<'v>(
             )),
         }
     }
+    // Every reference the operation writes, into any element (`focus`, `basedOn`,
+    // extensions): it must be one the server resolves as the gateway reads it.
+    if let Some(value) = value {
+        resolver.every_reference(value, &mut |_, points| {
+            found_points(found, WRITTEN_ELEMENT, points);
+        });
+    }
+    if written.last() == Some(&"reference")
+        && let Some(text) = text_value
+    {
+        found_points(found, WRITTEN_ELEMENT, resolver.judge_text(text));
+    }
 }
+
+/// How a refusal names an element outside the patient paths that a patch writes into.
+const WRITTEN_ELEMENT: &str = "a written element";
 
 /// Element names of a JSON Pointer (RFC 6901) into a resource, array positions (digits and
 /// `-`) left out; `None` when it is not a pointer.
@@ -168,7 +183,7 @@ fn json_patch_operation<'a>(
     resource_type: &str,
     index: usize,
     operation: &'a Value,
-    bundle: Option<&Bundle<'a>>,
+    resolver: &Resolver<'a>,
     found: &mut dyn FnMut(Finding),
 ) {
     let op = operation
@@ -195,7 +210,7 @@ fn json_patch_operation<'a>(
                 &written,
                 value,
                 value.and_then(Value::as_str),
-                bundle,
+                resolver,
                 found,
             );
         }
@@ -301,7 +316,7 @@ fn fhirpath_patch_operation<'a>(
     resource_type: &str,
     index: usize,
     parameter: &'a Value,
-    bundle: Option<&Bundle<'a>>,
+    resolver: &Resolver<'a>,
     found: &mut dyn FnMut(Finding),
 ) {
     if parameter.get("name").and_then(Value::as_str) != Some("operation") {
@@ -351,7 +366,7 @@ fn fhirpath_patch_operation<'a>(
                 &written,
                 value.as_ref(),
                 text_value,
-                bundle,
+                resolver,
                 found,
             );
         }
@@ -375,20 +390,28 @@ mod tests {
 
     fn findings(resource_type: &str, patch: &Value) -> Vec<Finding> {
         let mut found = Vec::new();
-        examine(resource_type, patch, None, &mut |finding| {
+        let resolver = Resolver {
+            bundle: None,
+            own_bases: &[],
+        };
+        examine(resource_type, patch, &resolver, &mut |finding| {
             found.push(finding)
         });
         found
     }
 
+    /// The patients found, each once (a reference in a patient element is found along its
+    /// path and again by the walk over every written reference).
     fn patients(found: &[Finding]) -> Vec<&str> {
-        found
-            .iter()
-            .filter_map(|finding| match finding {
-                Finding::Patient(_, id) => Some(id.as_str()),
-                _ => None,
-            })
-            .collect()
+        let mut patients: Vec<&str> = Vec::new();
+        for finding in found {
+            if let Finding::Patient(_, id) = finding
+                && !patients.contains(&id.as_str())
+            {
+                patients.push(id);
+            }
+        }
+        patients
     }
 
     fn refused(found: &[Finding]) -> bool {
@@ -536,5 +559,24 @@ mod tests {
                 json!([{"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Observation.performer[0]"}])
             )
         )));
+    }
+
+    #[test]
+    fn references_written_outside_the_patient_paths_are_judged_too() {
+        let refused_forms = [
+            json!([{"op": "add", "path": "/focus/-", "value": {"reference": "x/Patient/456"}}]),
+            json!([{"op": "replace", "path": "/basedOn/0/reference", "value": "ftp://x/Patient/4"}]),
+            json!([{"op": "add", "path": "/extension/-", "value": {"url": "http://x",
+                "valueReference": {"reference": "Observation/../Patient/456"}}}]),
+        ];
+        for patch in refused_forms {
+            assert!(refused(&findings("Observation", &patch)), "{patch}");
+        }
+        let other_patient =
+            json!([{"op": "add", "path": "/focus/-", "value": {"reference": "Patient/456"}}]);
+        assert_eq!(patients(&findings("Observation", &other_patient)), ["456"]);
+        let plain =
+            json!([{"op": "add", "path": "/hasMember/-", "value": {"reference": "Observation/2"}}]);
+        assert!(findings("Observation", &plain).is_empty());
     }
 }

@@ -1,14 +1,21 @@
 //! Where the references of a written resource point, as far as the gateway can tell before
-//! the server resolves them (R4 references.html, http.html#trules). A patient-bound write
-//! must keep every patient reference of its compartment elements on the launch patient, so
-//! a reference the gateway cannot place fails closed: a conditional reference
-//! (`Patient?identifier=...`, resolved by a search at the server), a `urn:` placeholder no
-//! entry of the Bundle carries, a contained reference, a path starting with `/`, an
-//! identifier-only (logical) reference, or anything else that is not a literal reference.
+//! the server resolves them (R4 references.html, http.html#trules), read with the parser
+//! the gateway itself uses (`ehrgate_sdk::fhir::Reference`). A patient-bound write must keep
+//! every patient reference on the launch patient, so a reference the gateway cannot place
+//! fails closed: a conditional reference (`Patient?identifier=...`, resolved by a search at
+//! the server), a `urn:` placeholder no entry of the Bundle carries, a contained reference
+//! in a patient element or to nothing contained, an absolute URL on a base that is not one
+//! of `own_base_urls`, an identifier-only (logical) reference, and every form R4 does not
+//! define (`x/Patient/1`, `Observation/../Patient/1`, `ftp://x/Patient/1`, `/Patient/1`),
+//! which lenient servers resolve in their own ways.
 
-use ehrgate_sdk::fhir::{self, JsonTree};
+use ehrgate_sdk::fhir::{self, JsonTree, Reference};
 use ehrgate_sdk::{Entry, Interaction};
 use serde_json::Value;
+
+/// How deep a written resource is searched for references: far deeper than any R4 resource
+/// nests, so a crafted body cannot make the walk costly (the host uses the same bound).
+const MAX_REFERENCE_DEPTH: usize = 64;
 
 /// Where one reference points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,24 +65,75 @@ impl<'a> Bundle<'a> {
     }
 }
 
-/// Where the reference string `reference` points.
-pub fn judge_text<'a>(reference: &'a str, bundle: Option<&Bundle<'a>>) -> Points<'a> {
-    if reference.contains('?') {
-        return Points::Unknown("a conditional reference, which the server resolves by a search");
+/// What a reference is resolved against: the Bundle a written resource is part of, and the
+/// server's own base URLs (absolute references on them are as good as relative ones).
+#[derive(Clone, Copy)]
+pub struct Resolver<'a> {
+    pub bundle: Option<&'a Bundle<'a>>,
+    pub own_bases: &'a [String],
+}
+
+impl<'a> Resolver<'a> {
+    /// Where the reference string `reference` points.
+    pub fn judge_text(&self, reference: &'a str) -> Points<'a> {
+        let parsed = Reference::parse(reference);
+        if let Some(target) = parsed.local_target(self.own_bases) {
+            return if target.resource_type == "Patient" {
+                Points::Patient(target.id)
+            } else {
+                Points::Elsewhere
+            };
+        }
+        match parsed {
+            Reference::Absolute { .. } => Points::Unknown(
+                "an absolute reference on a base that is not one of the server's own \
+                 (`own_base_urls`)",
+            ),
+            Reference::Conditional { .. } => {
+                Points::Unknown("a conditional reference, which the server resolves by a search")
+            }
+            Reference::Contained(_) => Points::Unknown("a reference to a contained resource"),
+            Reference::Placeholder(url) => self.placeholder(url),
+            Reference::Odd(oddity) => Points::Unknown(oddity.describe()),
+            Reference::Relative(_) => Points::Elsewhere,
+        }
     }
-    if reference.starts_with('#') {
-        return Points::Unknown("a reference to a contained resource");
+
+    /// Where a Reference element points: `None` when it points nowhere (only a `display`).
+    pub fn judge(&self, reference: &'a Value) -> Option<Points<'a>> {
+        self.judge_within(reference, &[])
     }
-    if reference.starts_with('/') {
-        return Points::Unknown("a reference starting with `/`");
+
+    /// As [`Resolver::judge`], resolving `#id` among `contained` (the resources contained
+    /// in the resource the reference is part of).
+    pub fn judge_within(&self, reference: &'a Value, contained: &'a [Value]) -> Option<Points<'a>> {
+        match reference {
+            Value::Null => None,
+            Value::Object(members) => match members.get("reference") {
+                Some(Value::String(text)) => Some(match Reference::parse(text) {
+                    Reference::Contained(id) if !contained.is_empty() => {
+                        contained_points(contained, id)
+                    }
+                    _ => self.judge_text(text),
+                }),
+                Some(_) => Some(Points::Unknown("a `reference` that is not a string")),
+                None if members.contains_key("identifier") => Some(Points::Unknown(
+                    "a logical reference (an identifier only), which the server may resolve",
+                )),
+                None => None,
+            },
+            _ => Some(Points::Unknown("a value that is not a Reference")),
+        }
     }
-    if reference.starts_with("urn:") {
-        let Some(entry) = bundle.and_then(|bundle| bundle.resolve(reference)) else {
+
+    /// A `urn:uuid:` / `urn:oid:` placeholder: what the Bundle entry that declares it writes.
+    fn placeholder(&self, url: &str) -> Points<'a> {
+        let Some(entry) = self.bundle.and_then(|bundle| bundle.resolve(url)) else {
             return Points::Unknown(
                 "a `urn:` reference that no entry of the Bundle declares (or several do)",
             );
         };
-        return match (entry.resource_type.as_deref(), entry.interaction) {
+        match (entry.resource_type.as_deref(), entry.interaction) {
             (Some("Patient"), Interaction::Update) => entry.resource_id.as_deref().map_or(
                 Points::Unknown("a reference to a Patient the Bundle writes"),
                 Points::Patient,
@@ -83,28 +141,72 @@ pub fn judge_text<'a>(reference: &'a str, bundle: Option<&Bundle<'a>>) -> Points
             (Some("Patient"), _) => Points::Unknown("a reference to a Patient the Bundle creates"),
             (Some(_), Interaction::Create | Interaction::Update) => Points::Elsewhere,
             _ => Points::Unknown("a `urn:` reference to a Bundle entry that writes no resource"),
-        };
+        }
     }
-    match fhir::parse_literal_reference(reference) {
-        Some(("Patient", id)) => Points::Patient(id),
-        Some(_) => Points::Elsewhere,
-        None => Points::Unknown("a reference that is not a literal `Type/id`"),
+
+    /// Every reference string anywhere in `resource` (extensions, `focus`, `basedOn`,
+    /// `hasMember`, contained resources, ...), as `(the element holding it, where it
+    /// points)`. A contained reference (`#id`) resolves to the resource's contained resource
+    /// of that id: a Patient is nobody the gateway knows, one that is not there is unknown.
+    pub fn every_reference(&self, resource: &'a Value, found: &mut dyn FnMut(&'a str, Points<'a>)) {
+        let contained = resource.get("contained").and_then(Value::as_array);
+        let contained = contained.map(Vec::as_slice).unwrap_or_default();
+        self.walk(resource, "", contained, 0, found);
+    }
+
+    fn walk(
+        &self,
+        value: &'a Value,
+        element: &'a str,
+        contained: &'a [Value],
+        depth: usize,
+        found: &mut dyn FnMut(&'a str, Points<'a>),
+    ) {
+        if depth > MAX_REFERENCE_DEPTH {
+            found(
+                element,
+                Points::Unknown("a resource nested too deep to check"),
+            );
+            return;
+        }
+        match value {
+            Value::Object(members) => {
+                if let Some(Value::String(text)) = members.get("reference") {
+                    let points = match Reference::parse(text) {
+                        Reference::Contained("") => Points::Elsewhere,
+                        Reference::Contained(id) => contained_points(contained, id),
+                        _ => self.judge_text(text),
+                    };
+                    found(element, points);
+                }
+                for (name, child) in members {
+                    self.walk(child, name, contained, depth + 1, found);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.walk(item, element, contained, depth + 1, found);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
-/// Where a Reference element points: `None` when it points nowhere (only a `display`).
-pub fn judge<'a>(reference: &'a Value, bundle: Option<&Bundle<'a>>) -> Option<Points<'a>> {
-    match reference {
-        Value::Null => None,
-        Value::Object(members) => match members.get("reference") {
-            Some(Value::String(text)) => Some(judge_text(text, bundle)),
-            Some(_) => Some(Points::Unknown("a `reference` that is not a string")),
-            None if members.contains_key("identifier") => Some(Points::Unknown(
-                "a logical reference (an identifier only), which the server may resolve",
-            )),
-            None => None,
-        },
-        _ => Some(Points::Unknown("a value that is not a Reference")),
+/// Where `#id` points among a resource's contained resources: a Patient is nobody the
+/// gateway knows, a resource of another type names no patient (its own references are
+/// judged where it is contained), and one that is not there cannot be placed.
+fn contained_points<'a>(contained: &'a [Value], id: &str) -> Points<'a> {
+    let target = contained
+        .iter()
+        .find(|inner| inner.get("id").and_then(Value::as_str) == Some(id));
+    match target
+        .and_then(|inner| inner.get("resourceType"))
+        .and_then(Value::as_str)
+    {
+        Some("Patient") => Points::Unknown("a reference to a contained Patient"),
+        Some(_) => Points::Elsewhere,
+        None => Points::Unknown("a reference to a contained resource that is not there"),
     }
 }
 
@@ -143,19 +245,20 @@ pub fn patient_paths(resource_type: &str) -> &'static [&'static str] {
 pub fn resource_references<'a>(
     resource_type: &str,
     resource: &'a Value,
-    bundle: Option<&Bundle<'a>>,
+    resolver: &Resolver<'a>,
     found: &mut dyn FnMut(&'static str, Points<'a>),
 ) {
+    let contained = resource.get("contained").and_then(Value::as_array);
+    let contained = contained.map(Vec::as_slice).unwrap_or_default();
     for path in patient_paths(resource_type) {
         let segments: Vec<&str> = path.split('.').collect();
         values_at(resource, &segments, &mut |reference| {
-            if let Some(points) = judge(reference, bundle) {
+            if let Some(points) = resolver.judge_within(reference, contained) {
                 found(path, points);
             }
         });
     }
-    let contained = resource.get("contained").and_then(Value::as_array);
-    for inner in contained.into_iter().flatten() {
+    for inner in contained {
         let Some(inner_type) = inner.get("resourceType").and_then(Value::as_str) else {
             found(
                 "contained",
@@ -170,7 +273,7 @@ pub fn resource_references<'a>(
         for path in patient_paths(inner_type) {
             let segments: Vec<&str> = path.split('.').collect();
             values_at(inner, &segments, &mut |reference| {
-                if let Some(points) = judge(reference, bundle) {
+                if let Some(points) = resolver.judge_within(reference, contained) {
                     found("contained", points);
                 }
             });
@@ -208,9 +311,27 @@ mod tests {
             ),
             ("mailto:x@example.org", Points::Unknown("")),
             ("456", Points::Unknown("")),
+            // The forms the security review wrote into another patient's record.
+            ("x/Patient/456", Points::Unknown("")),
+            ("a/b/Patient/456", Points::Unknown("")),
+            ("Observation/../Patient/456", Points::Unknown("")),
+            ("ftp://x/Patient/456", Points::Unknown("")),
+            (
+                "https://elsewhere.example/fhir/Patient/456",
+                Points::Unknown(""),
+            ),
+            (
+                "https://ehr.example/fhir/x/Patient/456",
+                Points::Unknown(""),
+            ),
         ];
+        let own = ["https://ehr.example/fhir".to_string()];
+        let resolver = Resolver {
+            bundle: None,
+            own_bases: &own,
+        };
         for (reference, expected) in cases {
-            let found = judge_text(reference, None);
+            let found = resolver.judge_text(reference);
             match expected {
                 Points::Unknown(_) => assert!(matches!(found, Points::Unknown(_)), "{reference}"),
                 _ => assert_eq!(found, *expected, "{reference}"),
@@ -218,22 +339,24 @@ mod tests {
         }
     }
 
+    const NOWHERE: Resolver<'static> = Resolver {
+        bundle: None,
+        own_bases: &[],
+    };
+
     #[test]
     fn reference_elements() {
-        assert_eq!(judge(&json!({"display": "Dr. A"}), None), None);
+        assert_eq!(NOWHERE.judge(&json!({"display": "Dr. A"})), None);
         assert!(matches!(
-            judge(
-                &json!({"identifier": {"system": "mrn", "value": "456"}}),
-                None
-            ),
+            NOWHERE.judge(&json!({"identifier": {"system": "mrn", "value": "456"}})),
             Some(Points::Unknown(_))
         ));
         assert!(matches!(
-            judge(&json!("Patient/1"), None),
+            NOWHERE.judge(&json!("Patient/1")),
             Some(Points::Unknown(_))
         ));
         assert_eq!(
-            judge(&json!({"reference": "Patient/1"}), None),
+            NOWHERE.judge(&json!({"reference": "Patient/1"})),
             Some(Points::Patient("1"))
         );
     }
@@ -262,7 +385,11 @@ mod tests {
             {"fullUrl": "urn:uuid:d"}, {"fullUrl": "urn:uuid:d"}
         ]});
         let bundle = Bundle::new(&bundle, &entries);
-        let judged = |reference| judge_text(reference, Some(&bundle));
+        let resolver = Resolver {
+            bundle: Some(&bundle),
+            own_bases: &[],
+        };
+        let judged = |reference| resolver.judge_text(reference);
         assert_eq!(judged("urn:uuid:a"), Points::Patient("123"));
         assert!(matches!(judged("urn:uuid:b"), Points::Unknown(_)));
         assert_eq!(judged("urn:uuid:c"), Points::Elsewhere);
@@ -281,13 +408,54 @@ mod tests {
             ]
         });
         let mut found = Vec::new();
-        resource_references("DiagnosticReport", &report, None, &mut |path, points| {
-            found.push((path, points));
-        });
+        resource_references(
+            "DiagnosticReport",
+            &report,
+            &NOWHERE,
+            &mut |path, points| {
+                found.push((path, points));
+            },
+        );
         assert_eq!(found.len(), 3);
         assert_eq!(found[0], ("subject", Points::Patient("123")));
         assert_eq!(found[1], ("contained", Points::Patient("456")));
         assert_eq!(found[2].0, "contained");
         assert!(matches!(found[2].1, Points::Unknown(_)));
+    }
+
+    #[test]
+    fn every_reference_anywhere_is_judged_and_contained_ones_resolve() {
+        let observation = json!({
+            "resourceType": "Observation",
+            "subject": {"reference": "Patient/123"},
+            "focus": [{"reference": "x/Patient/456"}],
+            "hasMember": [{"reference": "Observation/o2"}],
+            "performer": [{"reference": "#pr1"}],
+            "derivedFrom": [{"reference": "#gone"}],
+            "basedOn": [{"reference": "#p1"}],
+            "extension": [{"url": "http://x", "valueReference": {"reference": "Patient/789"}}],
+            "contained": [
+                {"resourceType": "Practitioner", "id": "pr1"},
+                {"resourceType": "Patient", "id": "p1"}
+            ]
+        });
+        let mut found = Vec::new();
+        NOWHERE.every_reference(&observation, &mut |element, points| {
+            found.push((element, points));
+        });
+        let of = |element: &str| {
+            found
+                .iter()
+                .find(|(name, _)| *name == element)
+                .map(|(_, points)| *points)
+        };
+        assert_eq!(of("subject"), Some(Points::Patient("123")));
+        assert!(matches!(of("focus"), Some(Points::Unknown(_))));
+        assert_eq!(of("hasMember"), Some(Points::Elsewhere));
+        assert_eq!(of("performer"), Some(Points::Elsewhere));
+        assert!(matches!(of("derivedFrom"), Some(Points::Unknown(_))));
+        assert!(matches!(of("basedOn"), Some(Points::Unknown(_))));
+        assert_eq!(of("valueReference"), Some(Points::Patient("789")));
+        assert_eq!(found.len(), 7);
     }
 }

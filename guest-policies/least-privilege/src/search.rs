@@ -121,8 +121,11 @@ fn check_params(
     let pinned = must_pin && confinement == Confinement::Pinned;
     // Chains (`subject.name=`) and reverse chains (`_has:`) ask questions about other
     // resources: answered across compartments they are an oracle, so they need a search
-    // already confined to the launch patient.
+    // already confined to the launch patient. One that names another patient (the host
+    // lists the patients of their last link) is refused below as naming them.
+    let names_other = matches!(confinement, Confinement::Other(_));
     if !pinned
+        && !names_other
         && let Some(param) = action
             .params
             .iter()

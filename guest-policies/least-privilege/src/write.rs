@@ -3,7 +3,11 @@
 //! resource must name the launch patient, and only it, in every patient reference of its
 //! compartment elements (checked on the body when the route shows it, and on the patients
 //! the host read from it); a reference the gateway cannot place (conditional, `urn:` not in
-//! the Bundle, contained, `/`-rooted, identifier-only) refuses the write. Types outside the
+//! the Bundle, contained, `/`-rooted, identifier-only) refuses the write. Every other
+//! reference anywhere in the written resource (`focus`, `basedOn`, `hasMember`, extensions)
+//! must be one the server resolves as the gateway reads it: a Patient reference names the
+//! launch patient, and forms R4 does not define, absolute URLs off the server's own bases and
+//! contained references to nothing are refused. Types outside the
 //! compartment that still name a patient (Task `for`, Device `patient`, Binary
 //! `securityContext`, ...) may name only the launch patient there. Patch and delete change a
 //! stored resource whose owner the gateway cannot see, so they are refused for those types
@@ -16,7 +20,7 @@ use ehrgate_sdk::{Permission, ResourceScope};
 use crate::action::{Action, any_grant};
 use crate::caller::{Binding, Caller, Target};
 use crate::patch::{self, Finding};
-use crate::references::{self, Points};
+use crate::references::{self, Points, Resolver};
 use crate::refusal::{self, Refusal};
 
 /// Whether a patient-bound grant's writes of `resource_type` are confined to its patient:
@@ -35,7 +39,7 @@ pub fn create(
         check_restrictions_on_body(grant.scope, action, resource_type)?;
         match grant.binding {
             Binding::Patient(patient) if holds_patients(resource_type) => {
-                check_written_patients(action, resource_type, patient)
+                check_written_patients(caller, action, resource_type, patient)
             }
             Binding::Patient(patient) => check_named_patients(action, patient),
             Binding::Unbound => Ok(()),
@@ -54,7 +58,7 @@ pub fn update(
         match grant.binding {
             Binding::Patient(patient) if holds_patients(resource_type) => {
                 check_own_patient(action, resource_type, patient)?;
-                check_written_patients(action, resource_type, patient)
+                check_written_patients(caller, action, resource_type, patient)
             }
             Binding::Patient(patient) => check_named_patients(action, patient),
             Binding::Unbound => Ok(()),
@@ -72,7 +76,7 @@ pub fn patch(caller: &Caller<'_>, action: &Action<'_>, resource_type: &str) -> R
                 check_unseen_owner(caller, action, resource_type, "patch")?;
                 // The host lists the patients a patch writes into patient elements.
                 check_named_patients(action, patient)?;
-                check_patch_document(action, resource_type, patient)
+                check_patch_document(caller, action, resource_type, patient)
             }
             Binding::Patient(patient) => check_named_patients(action, patient),
             Binding::Unbound => Ok(()),
@@ -151,10 +155,12 @@ fn check_named_patients(action: &Action<'_>, patient: &str) -> Result<(), Refusa
 /// of its contained resources) must be `patient`; a reference that cannot be placed refuses
 /// the write; and a compartment resource must reference the launch patient at least once.
 fn check_written_patients(
+    caller: &Caller<'_>,
     action: &Action<'_>,
     resource_type: &str,
     patient: &str,
 ) -> Result<(), Refusal> {
+    let resolver = resolver(caller, action);
     let mut written: Vec<&str> = action.patients.iter().map(String::as_str).collect();
     if let Some(body) = action.body {
         if resource_type == "Patient"
@@ -163,7 +169,7 @@ fn check_written_patients(
             written.push(id);
         }
         let mut unplaced = None;
-        references::resource_references(resource_type, body, action.bundle, &mut |path, points| {
+        references::resource_references(resource_type, body, &resolver, &mut |path, points| {
             match points {
                 Points::Patient(id) => written.push(id),
                 Points::Elsewhere => {}
@@ -174,6 +180,16 @@ fn check_written_patients(
         });
         if let Some((path, why)) = unplaced {
             return Err(unplaceable(action, path, why, patient));
+        }
+        resolver.every_reference(body, &mut |element, points| match points {
+            Points::Patient(id) => written.push(id),
+            Points::Elsewhere => {}
+            Points::Unknown(why) => {
+                unplaced.get_or_insert((element, why));
+            }
+        });
+        if let Some((element, why)) = unplaced {
+            return Err(unplaceable(action, element, why, patient));
         }
     }
     if let Some(other) = written.iter().find(|found| **found != patient) {
@@ -193,7 +209,7 @@ fn check_written_patients(
     if resource_type == "Binary"
         && let Some(context) = action.header("x-security-context")
     {
-        match references::judge_text(context, None) {
+        match resolver.judge_text(context) {
             Points::Patient(id) if id != patient => return Err(moves_to(action, id, patient)),
             Points::Unknown(why) => {
                 return Err(unplaceable(action, "X-Security-Context", why, patient));
@@ -208,6 +224,7 @@ fn check_written_patients(
 /// launch patient (or to resources of other types); one the gateway cannot read is refused.
 /// Without the document (a route that hides bodies) only the host's patients are checked.
 fn check_patch_document(
+    caller: &Caller<'_>,
     action: &Action<'_>,
     resource_type: &str,
     patient: &str,
@@ -216,7 +233,8 @@ fn check_patch_document(
         return Ok(());
     };
     let mut refused = None;
-    patch::examine(resource_type, document, action.bundle, &mut |finding| {
+    let resolver = resolver(caller, action);
+    patch::examine(resource_type, document, &resolver, &mut |finding| {
         if refused.is_some() {
             return;
         }
@@ -235,6 +253,14 @@ fn check_patch_document(
         };
     });
     refused.map_or(Ok(()), Err)
+}
+
+/// References of `action` resolve against its Bundle and the configured server bases.
+fn resolver<'a>(caller: &'a Caller<'_>, action: &Action<'a>) -> Resolver<'a> {
+    Resolver {
+        bundle: action.bundle,
+        own_bases: &caller.config.own_base_urls,
+    }
 }
 
 fn unplaceable(action: &Action<'_>, path: &str, why: &str, patient: &str) -> Refusal {
