@@ -45,7 +45,7 @@ pub use response_headers::ResponseHeaderAllowList;
 pub use sandbox::SandboxSettings;
 pub use verdict::{Denial, Finding, FindingSeverity, ModuleDecision, POLICY_ERROR_RULE};
 
-use crate::state::{StateBackend, StateProvider};
+use crate::state::{StateHandle, StateProvider};
 use budget::{ModuleBudget, StatsByModule};
 use invoke::{CallContext, Export};
 use load::{CompiledModules, CompiledPolicy};
@@ -59,7 +59,7 @@ pub struct PolicyEngine {
 }
 
 /// Gives each module its state partition.
-type PartitionOf = dyn Fn(&str) -> Arc<dyn StateBackend> + Send + Sync;
+type PartitionOf = dyn Fn(&str) -> StateHandle + Send + Sync;
 
 pub(crate) struct EngineShared {
     pub(crate) engine: wasmtime::Engine,
@@ -146,7 +146,7 @@ pub struct ConfiguredPolicy {
     pub inspects_response: bool,
     namespace: Arc<str>,
     config: Arc<str>,
-    state: Arc<dyn StateBackend>,
+    state: StateHandle,
     budget: ModuleBudget,
     response_headers: ResponseHeaderAllowList,
     compiled: Arc<CompiledPolicy>,

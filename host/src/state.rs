@@ -15,8 +15,9 @@
 //! partitions stand behind one [`StateBackend`].
 //!
 //! Time is always passed in by the caller (the request's receive time), so behaviour is
-//! deterministic and testable without sleeping. [`StateBackend`] is the seam for a shared
-//! backend (Redis) across replicas.
+//! deterministic and testable without sleeping. With `[state] backend = "redis"` every
+//! replica shares the same state on a Redis or Valkey server ([`RedisState`]); a module's
+//! imports reach either through its [`StateHandle`].
 
 mod bucket;
 mod counter;
@@ -24,15 +25,21 @@ mod counter;
 mod counting_alloc;
 mod distinct;
 mod footprint;
+mod handle;
 mod memory;
+mod metrics;
 mod partitions;
 mod provider;
+mod redis;
 mod table;
 
 pub use bucket::{BucketSpec, BucketStatus};
+pub use handle::StateHandle;
 pub use memory::{MemoryState, MemoryStateLimits, StateStats, limits_problems};
+pub use metrics::{BackendLabels, CallLabels, StateCallMetrics, state_call_metrics};
 pub use partitions::{MemoryPartitions, even_share};
 pub use provider::StateProvider;
+pub use redis::{RedisPartition, RedisSettings, RedisState};
 
 /// The longest key or member a guest may use, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;

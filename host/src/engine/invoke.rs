@@ -15,7 +15,7 @@ use super::meter::CallMeter;
 use super::pool::FIRST_SLICE;
 use super::sandbox::EPOCH_TICK;
 use super::store::{GuestLimiter, Stop, StoreData};
-use crate::state::StateBackend;
+use crate::state::StateHandle;
 
 /// Why a guest call produced no decision. The request is denied with `policy-error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,7 +74,7 @@ pub(crate) struct CallContext {
     pub(crate) module: Arc<str>,
     /// `<module>/`, prefixed to the module's state keys; made once per module.
     pub(crate) namespace: Arc<str>,
-    pub(crate) state: Arc<dyn StateBackend>,
+    pub(crate) state: StateHandle,
     pub(crate) request_id: Arc<str>,
     pub(crate) now_ms: u64,
     /// Running time the call may use.

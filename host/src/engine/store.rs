@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::bindings::ehrgate::policy::{log, state, types};
 use super::bindings::{GuestBucketStatus, GuestLogLevel};
-use crate::state::{BucketSpec, MAX_KEY_BYTES, StateBackend, check_length};
+use crate::state::{BucketSpec, MAX_KEY_BYTES, StateHandle, check_length};
 
 /// The longest log message kept from a guest, in bytes.
 const MAX_LOG_MESSAGE_BYTES: usize = 1024;
@@ -16,7 +16,7 @@ const MAX_LOG_MESSAGE_BYTES: usize = 1024;
 /// Per-store data.
 pub(crate) struct StoreData {
     pub(crate) limiter: GuestLimiter,
-    pub(crate) state: Arc<dyn StateBackend>,
+    pub(crate) state: StateHandle,
     /// `<module>/`: prefixed to every state key so modules cannot touch each other's state.
     pub(crate) namespace: Arc<str>,
     pub(crate) module: Arc<str>,
@@ -40,7 +40,7 @@ pub(crate) enum Stop {
 impl StoreData {
     pub(crate) fn new(
         limiter: GuestLimiter,
-        state: Arc<dyn StateBackend>,
+        state: StateHandle,
         module: Arc<str>,
         namespace: Arc<str>,
         request_id: Arc<str>,
@@ -236,6 +236,7 @@ impl state::Host for StoreData {
         let (state, now_ms) = (self.state.clone(), self.now_ms);
         let status = state
             .take(self.namespaced(&key)?, spec, cost, now_ms)
+            .await
             .map_err(|e| e.to_string())?;
         Ok(GuestBucketStatus {
             allowed: status.allowed,
@@ -255,6 +256,7 @@ impl state::Host for StoreData {
         let (state, now_ms) = (self.state.clone(), self.now_ms);
         state
             .distinct_add(self.namespaced(&key)?, &member, window_ms, now_ms)
+            .await
             .map_err(|e| e.to_string())
     }
 
@@ -262,6 +264,7 @@ impl state::Host for StoreData {
         let (state, now_ms) = (self.state.clone(), self.now_ms);
         state
             .distinct_count(self.namespaced(&key)?, window_ms, now_ms)
+            .await
             .map_err(|e| e.to_string())
     }
 
@@ -274,6 +277,7 @@ impl state::Host for StoreData {
         let (state, now_ms) = (self.state.clone(), self.now_ms);
         state
             .counter_add(self.namespaced(&key)?, amount, window_ms, now_ms)
+            .await
             .map_err(|e| e.to_string())
     }
 }

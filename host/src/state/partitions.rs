@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{MemoryState, MemoryStateLimits, StateBackend, StateProvider, StateStats};
+use super::{MemoryState, MemoryStateLimits, StateHandle, StateProvider, StateStats};
 
 /// The per-module partitions of the gateway's state.
 pub struct MemoryPartitions {
@@ -173,14 +173,14 @@ impl Default for MemoryPartitions {
 
 /// Each module's state is its own partition.
 impl StateProvider for MemoryPartitions {
-    fn partition(self: Arc<Self>, module: &str) -> Arc<dyn StateBackend> {
-        MemoryPartitions::partition(&self, module)
+    fn partition(self: Arc<Self>, module: &str) -> StateHandle {
+        StateHandle::Local(MemoryPartitions::partition(&self, module))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::BucketSpec;
+    use super::super::{BucketSpec, StateBackend};
     use super::*;
 
     fn nonzero(n: usize) -> NonZeroUsize {

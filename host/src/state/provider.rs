@@ -4,21 +4,21 @@
 
 use std::sync::Arc;
 
-use super::StateBackend;
+use super::{StateBackend, StateHandle};
 
-/// Gives each policy module (by its configured name) the backend its state imports use.
+/// Gives each policy module (by its configured name) the state its imports use.
 pub trait StateProvider: Send + Sync + 'static {
-    fn partition(self: Arc<Self>, module: &str) -> Arc<dyn StateBackend>;
+    fn partition(self: Arc<Self>, module: &str) -> StateHandle;
 }
 
 impl<T: StateBackend> StateProvider for T {
-    fn partition(self: Arc<Self>, _module: &str) -> Arc<dyn StateBackend> {
-        self
+    fn partition(self: Arc<Self>, _module: &str) -> StateHandle {
+        StateHandle::Local(self)
     }
 }
 
 impl StateProvider for dyn StateBackend {
-    fn partition(self: Arc<Self>, _module: &str) -> Arc<dyn StateBackend> {
-        self
+    fn partition(self: Arc<Self>, _module: &str) -> StateHandle {
+        StateHandle::Local(self)
     }
 }

@@ -1,0 +1,720 @@
+//! State on a Redis 7 or Valkey server, shared by every gateway replica that points at it:
+//! the same token buckets, distinct windows and counters as the in-memory backend, each
+//! call one server-side script (one round trip), every key namespaced by prefix, kind and
+//! module and given a TTL, so the server's memory is bounded by the configured windows.
+//!
+//! Arithmetic: the scripts keep the in-memory backend's units (a bucket's level in units of
+//! `1 / refill_period_ms` of a token) and its sixteen-slot counters, so both backends give
+//! the same answers. Lua numbers are doubles, exact for integers up to 2^53: a bucket whose
+//! `capacity * refill_period_ms` exceeds that is refused (`InvalidArgument`), and a
+//! counter saturates at 2^53 instead of `u64::MAX`.
+//!
+//! Caps: as in memory, each module has at most its share of buckets, counters and
+//! distinct windows (an index per module and kind, scored by last use, evicts the least
+//! recently used key past the cap) and `distinct_members_per_key` members per window. The
+//! in-memory `distinct_member_budget` is not enforced across windows here; the key and
+//! member caps bound the total (see the README's estimate).
+//!
+//! Failures: a call that cannot reach the server, times out (`timeout_ms`) or gets an error
+//! reply is a [`StateError::Unavailable`], which the shipped policies turn into a refusal
+//! (fail closed). Connections reconnect by themselves.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Deserialize;
+
+use super::handle::StateHandle;
+use super::metrics::{Backend, Operation, record_call};
+use super::{
+    BucketSpec, BucketStatus, MemoryStateLimits, StateError, StateProvider, check_key,
+    check_member, check_window, even_share,
+};
+
+/// The largest integer Lua's doubles hold exactly.
+const EXACT_LIMIT: u64 = 1 << 53;
+
+/// `[state.redis]`: where the shared state lives and how to reach it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` or `rediss://host:port/db` (TLS). Credentials do not belong
+    /// in the URL: use `username` and `password_file`.
+    pub url: String,
+    /// PEM file of the CA that signed the server's certificate (`rediss://`); the system's
+    /// roots without it. Relative to the config file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// ACL user name (Redis 6+ `AUTH user password`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (its first line); relative to the config file.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connections, each multiplexing many calls; calls are spread over them.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long connecting may take.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How long one call may wait for its reply; must stay below the sandbox's
+    /// `wall_limit_ms` so a slow server fails the call, not the policy.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Prefixed to every key, so several gateways (or other users) can share a server.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+}
+
+fn default_pool_size() -> usize {
+    2
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_timeout_ms() -> u64 {
+    250
+}
+
+fn default_key_prefix() -> String {
+    "ehrgate:".to_string()
+}
+
+impl RedisSettings {
+    /// What is wrong with the settings, for `check`.
+    pub fn problems(&self, wall_limit_ms: u64) -> Vec<String> {
+        let mut problems = Vec::new();
+        let scheme = self.url.split_once("://").map(|(scheme, _)| scheme);
+        if !matches!(scheme, Some("redis" | "rediss")) {
+            problems.push(format!(
+                "`url` `{}` is not a `redis://` or `rediss://` URL",
+                redact(&self.url)
+            ));
+        }
+        if self
+            .url
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
+        {
+            problems.push(
+                "`url` holds credentials; give `username` and `password_file` instead".into(),
+            );
+        }
+        if self.ca_file.is_some() && scheme != Some("rediss") {
+            problems.push("`ca_file` is set but `url` is not `rediss://`".into());
+        }
+        if !(1..=64).contains(&self.pool_size) {
+            problems.push(format!("`pool_size` is {}; use 1 to 64", self.pool_size));
+        }
+        if self.connect_timeout_ms == 0 {
+            problems.push("`connect_timeout_ms` must be above 0".into());
+        }
+        if self.timeout_ms == 0 || self.timeout_ms >= wall_limit_ms {
+            problems.push(format!(
+                "`timeout_ms` is {}; it must be above 0 and below the sandbox's \
+                 `wall_limit_ms` ({wall_limit_ms})",
+                self.timeout_ms
+            ));
+        }
+        if self.key_prefix.len() > 64 || self.key_prefix.chars().any(char::is_whitespace) {
+            problems.push("`key_prefix` must be at most 64 bytes without whitespace".into());
+        }
+        problems
+    }
+}
+
+/// `url` without anything between `://` and `@`, for messages.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// The connections to the shared server, and each module's caps.
+pub struct RedisState {
+    connections: Vec<ConnectionManager>,
+    next: AtomicUsize,
+    prefix: String,
+    timeout: Duration,
+    described: String,
+    modules: RwLock<Modules>,
+    scripts: Scripts,
+}
+
+struct Modules {
+    totals: MemoryStateLimits,
+    limits: BTreeMap<String, MemoryStateLimits>,
+}
+
+struct Scripts {
+    take: redis::Script,
+    distinct_add: redis::Script,
+    distinct_count: redis::Script,
+    counter_add: redis::Script,
+}
+
+impl RedisState {
+    /// Connects (lazily: the connections are made on first use and remade after a failure,
+    /// so `serve` starts while the server is down and recovers when it returns). Call
+    /// [`RedisState::ping`] to find out now whether the server answers.
+    pub fn open(
+        settings: &RedisSettings,
+        base_dir: &Path,
+        totals: MemoryStateLimits,
+    ) -> anyhow::Result<Arc<Self>> {
+        let password = match &settings.password_file {
+            Some(path) => {
+                let path = base_dir.join(path);
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!("cannot read the Redis password file {}", path.display())
+                })?;
+                Some(text.lines().next().unwrap_or_default().to_string())
+            }
+            None => None,
+        };
+        let mut info: redis::ConnectionInfo =
+            redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())
+                .with_context(|| format!("`url` `{}` is not a Redis URL", redact(&settings.url)))?;
+        let mut redis_settings = info.redis_settings().clone();
+        if let Some(username) = &settings.username {
+            redis_settings = redis_settings.set_username(username);
+        }
+        if let Some(password) = password {
+            redis_settings = redis_settings.set_password(password);
+        }
+        info = info.set_redis_settings(redis_settings);
+        let client = match &settings.ca_file {
+            Some(ca) => {
+                let path = base_dir.join(ca);
+                let root_cert = std::fs::read(&path)
+                    .with_context(|| format!("cannot read `ca_file` {}", path.display()))?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+            None => redis::Client::open(info),
+        }
+        .context("cannot set up the Redis client")?;
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let connections = (0..settings.pool_size.max(1))
+            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("cannot set up the Redis connections")?;
+        Ok(Arc::new(RedisState {
+            connections,
+            next: AtomicUsize::new(0),
+            prefix: settings.key_prefix.clone(),
+            timeout,
+            described: redact(&settings.url),
+            modules: RwLock::new(Modules {
+                totals,
+                limits: BTreeMap::new(),
+            }),
+            scripts: Scripts {
+                take: redis::Script::new(TAKE),
+                distinct_add: redis::Script::new(DISTINCT_ADD),
+                distinct_count: redis::Script::new(DISTINCT_COUNT),
+                counter_add: redis::Script::new(COUNTER_ADD),
+            },
+        }))
+    }
+
+    /// The server's URL without credentials, for logs and `/readyz`.
+    pub fn describe(&self) -> &str {
+        &self.described
+    }
+
+    /// Whether the server answers a `PING` now.
+    pub async fn ping(&self) -> Result<(), StateError> {
+        let mut connection = self.connection();
+        let reply: Result<String, _> = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("PING").query_async(&mut connection),
+        )
+        .await
+        .map_err(|_| StateError::Unavailable("the Redis server did not answer in time".into()))?;
+        match reply {
+            Ok(pong) if pong == "PONG" => Ok(()),
+            Ok(other) => Err(StateError::Unavailable(format!(
+                "the Redis server answered `{other}` to PING"
+            ))),
+            Err(error) => Err(unavailable(&error)),
+        }
+    }
+
+    /// Sets each module's caps, as [`super::MemoryPartitions::configure_with_totals`] does:
+    /// the operator's limits, or an even share of `totals`.
+    pub fn configure_with_totals(
+        &self,
+        totals: MemoryStateLimits,
+        modules: &[(String, Option<MemoryStateLimits>)],
+    ) {
+        let listed: BTreeMap<&str, Option<MemoryStateLimits>> = modules
+            .iter()
+            .map(|(name, explicit)| (name.as_str(), *explicit))
+            .collect();
+        let share = even_share(
+            &totals,
+            listed
+                .values()
+                .filter(|explicit| explicit.is_none())
+                .count(),
+        );
+        let mut inner = self
+            .modules
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.totals = totals;
+        inner.limits = listed
+            .into_iter()
+            .map(|(name, explicit)| (name.to_string(), explicit.unwrap_or(share)))
+            .collect();
+    }
+
+    /// [`RedisState::configure_with_totals`] with the current totals.
+    pub fn configure(&self, modules: &[(String, Option<MemoryStateLimits>)]) {
+        let totals = self
+            .modules
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .totals;
+        self.configure_with_totals(totals, modules);
+    }
+
+    fn limits_of(&self, module: &str) -> MemoryStateLimits {
+        let inner = self
+            .modules
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner
+            .limits
+            .get(module)
+            .copied()
+            .unwrap_or_else(|| even_share(&inner.totals, inner.limits.len() + 1))
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        // `connections` is never empty (`open` makes at least one).
+        self.connections[index].clone()
+    }
+
+    async fn run(
+        &self,
+        operation: Operation,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<redis::Value, StateError> {
+        let started = Instant::now();
+        let mut connection = self.connection();
+        let result = match tokio::time::timeout(
+            self.timeout,
+            invocation.invoke_async::<redis::Value>(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(unavailable(&error)),
+            Err(_) => Err(StateError::Unavailable(
+                "the Redis server did not answer in time".into(),
+            )),
+        };
+        record_call(
+            Backend::Redis,
+            operation,
+            started.elapsed(),
+            result.is_err(),
+        );
+        result
+    }
+}
+
+fn unavailable(error: &redis::RedisError) -> StateError {
+    StateError::Unavailable(format!("Redis: {error}"))
+}
+
+impl StateProvider for RedisState {
+    fn partition(self: Arc<Self>, module: &str) -> StateHandle {
+        let limits = self.limits_of(module);
+        let prefix = &self.prefix;
+        StateHandle::Redis(Arc::new(RedisPartition {
+            index_prefix: format!("{prefix}i:{module}/"),
+            limits,
+            state: self,
+        }))
+    }
+}
+
+/// One module's view of the shared server: its caps and its key-index names.
+pub struct RedisPartition {
+    state: Arc<RedisState>,
+    limits: MemoryStateLimits,
+    /// `<prefix>i:<module>/`, followed by the kind: the index of the module's keys.
+    index_prefix: String,
+}
+
+impl RedisPartition {
+    fn key(&self, kind: char, key: &str) -> String {
+        format!("{}{kind}:{key}", self.state.prefix)
+    }
+
+    fn index(&self, kind: char) -> String {
+        format!("{}{kind}", self.index_prefix)
+    }
+
+    pub(crate) async fn take(
+        &self,
+        key: &str,
+        spec: BucketSpec,
+        cost: u64,
+        now_ms: u64,
+    ) -> Result<BucketStatus, StateError> {
+        check_key(key)?;
+        spec.validate().map_err(StateError::InvalidArgument)?;
+        let exact = spec
+            .capacity
+            .checked_mul(spec.refill_period_ms)
+            .and_then(|full| full.checked_add(spec.refill_tokens))
+            .is_some_and(|sum| sum <= EXACT_LIMIT);
+        if !exact {
+            return Err(StateError::InvalidArgument(
+                "capacity * refill-period-ms is too large for the shared (Redis) backend",
+            ));
+        }
+        // A cost above capacity is never granted; the script needs no exact value for it.
+        let cost = cost.min(spec.capacity.saturating_add(1));
+        let mut invocation = self.state.scripts.take.prepare_invoke();
+        invocation
+            .key(self.key('b', key))
+            .key(self.index('b'))
+            .arg(spec.capacity)
+            .arg(spec.refill_tokens)
+            .arg(spec.refill_period_ms)
+            .arg(cost)
+            .arg(now_ms.min(EXACT_LIMIT))
+            .arg(self.limits.buckets.get());
+        let value = self.state.run(Operation::Take, invocation).await?;
+        let numbers = integers(&value, 4)?;
+        let [allowed, remaining, retry_after, reset] =
+            [numbers[0], numbers[1], numbers[2], numbers[3]];
+        Ok(BucketStatus {
+            allowed: allowed == 1,
+            limit: spec.capacity,
+            remaining: non_negative(remaining),
+            retry_after_ms: if retry_after < 0 {
+                u64::MAX
+            } else {
+                non_negative(retry_after)
+            },
+            reset_ms: non_negative(reset),
+        })
+    }
+
+    pub(crate) async fn distinct_add(
+        &self,
+        key: &str,
+        member: &str,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Result<u32, StateError> {
+        check_key(key)?;
+        check_member(member)?;
+        check_window(window_ms)?;
+        let mut invocation = self.state.scripts.distinct_add.prepare_invoke();
+        invocation
+            .key(self.key('d', key))
+            .key(self.index('d'))
+            .arg(member)
+            .arg(window_ms.min(EXACT_LIMIT))
+            .arg(now_ms.min(EXACT_LIMIT))
+            .arg(self.limits.distinct_members_per_key.get())
+            .arg(self.limits.distinct_keys.get());
+        let value = self.state.run(Operation::DistinctAdd, invocation).await?;
+        Ok(u32::try_from(non_negative(integer(&value)?)).unwrap_or(u32::MAX))
+    }
+
+    pub(crate) async fn distinct_count(
+        &self,
+        key: &str,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Result<u32, StateError> {
+        check_key(key)?;
+        check_window(window_ms)?;
+        let mut invocation = self.state.scripts.distinct_count.prepare_invoke();
+        invocation
+            .key(self.key('d', key))
+            .arg(window_ms.min(EXACT_LIMIT))
+            .arg(now_ms.min(EXACT_LIMIT));
+        let value = self.state.run(Operation::DistinctCount, invocation).await?;
+        Ok(u32::try_from(non_negative(integer(&value)?)).unwrap_or(u32::MAX))
+    }
+
+    pub(crate) async fn counter_add(
+        &self,
+        key: &str,
+        amount: u64,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Result<u64, StateError> {
+        check_key(key)?;
+        check_window(window_ms)?;
+        let mut invocation = self.state.scripts.counter_add.prepare_invoke();
+        invocation
+            .key(self.key('c', key))
+            .key(self.index('c'))
+            .arg(amount.min(EXACT_LIMIT))
+            .arg(window_ms.min(EXACT_LIMIT))
+            .arg(now_ms.min(EXACT_LIMIT))
+            .arg(self.limits.counters.get());
+        let value = self.state.run(Operation::CounterAdd, invocation).await?;
+        Ok(non_negative(integer(&value)?))
+    }
+}
+
+fn non_negative(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn integer(value: &redis::Value) -> Result<i64, StateError> {
+    match value {
+        redis::Value::Int(number) => Ok(*number),
+        _ => Err(StateError::Unavailable(
+            "Redis answered a state script with something other than an integer".into(),
+        )),
+    }
+}
+
+fn integers(value: &redis::Value, count: usize) -> Result<Vec<i64>, StateError> {
+    let redis::Value::Array(items) = value else {
+        return Err(StateError::Unavailable(
+            "Redis answered a state script with something other than a list".into(),
+        ));
+    };
+    if items.len() != count {
+        return Err(StateError::Unavailable(format!(
+            "Redis answered a state script with {} values instead of {count}",
+            items.len()
+        )));
+    }
+    items.iter().map(integer).collect()
+}
+
+/// Shared by every script: exact integer division of doubles holding integers below 2^53
+/// (a plain `a / b` may round a quotient just above an integer down onto it), and the key
+/// index that keeps a module within its cap of keys of one kind, evicting the least
+/// recently used. `touch(index, key, now, cap, ttl)` runs before the key is written.
+macro_rules! lua_prelude {
+    () => {
+        r#"
+local function floor_div(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
+  return q
+end
+local function ceil_div(a, b)
+  local q = floor_div(a, b)
+  if q * b < a then q = q + 1 end
+  return q
+end
+local function touch(index, key, now, cap, ttl)
+  if not redis.call('ZSCORE', index, key) then
+    local held = redis.call('ZCARD', index)
+    if held >= cap then
+      local oldest = redis.call('ZPOPMIN', index, held - cap + 1)
+      for i = 1, #oldest, 2 do redis.call('DEL', oldest[i]) end
+    end
+  end
+  redis.call('ZADD', index, now, key)
+  if redis.call('PTTL', index) < ttl then redis.call('PEXPIRE', index, ttl) end
+end
+"#
+    };
+}
+
+/// KEYS: bucket, index. ARGV: capacity, refill tokens, refill period, cost, now, key cap.
+/// Returns allowed (0/1), remaining, retry-after (-1: never), reset. The bucket module's
+/// arithmetic (`bucket.rs`), step for step.
+const TAKE: &str = concat!(
+    lua_prelude!(),
+    r#"
+local capacity, rate, period = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local cost, now, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local full = capacity * period
+-- Past this long without a take the bucket is full again, so the key may expire.
+local ttl = ceil_div(full, rate) + 1000
+touch(KEYS[2], KEYS[1], now, cap, ttl)
+local stored = redis.call('HMGET', KEYS[1], 'u', 't', 'c', 'r', 'p')
+local units, updated
+if stored[1] then
+  units, updated = tonumber(stored[1]), tonumber(stored[2])
+  local old_capacity, old_rate, old_period = tonumber(stored[3]), tonumber(stored[4]), tonumber(stored[5])
+  if old_capacity ~= capacity or old_rate ~= rate or old_period ~= period then
+    units = math.min(floor_div(units, old_period) * period, full)
+  end
+else
+  units, updated = full, now
+end
+local elapsed = now - updated
+if elapsed < 0 then elapsed = 0 end
+if now > updated then updated = now end
+-- Refilling for longer than an empty bucket takes changes nothing; capping the time keeps
+-- every product below 2^53.
+elapsed = math.min(elapsed, ceil_div(full, rate))
+units = math.min(units + elapsed * rate, full)
+local needed = cost * period
+local allowed = cost <= capacity and units >= needed
+if allowed then units = units - needed end
+local retry = 0
+if cost > capacity then retry = -1 elseif not allowed then retry = ceil_div(needed - units, rate) end
+redis.call('HSET', KEYS[1], 'u', units, 't', updated, 'c', capacity, 'r', rate, 'p', period)
+redis.call('PEXPIRE', KEYS[1], ttl)
+return {allowed and 1 or 0, floor_div(units, period), retry, ceil_div(full - units, rate)}
+"#
+);
+
+/// KEYS: window, index. ARGV: member, window, now, member cap, key cap. Returns the count.
+/// Members are scored by when they were last seen; expired members go first, then the
+/// member is added (a later time only), then the oldest past the cap.
+const DISTINCT_ADD: &str = concat!(
+    lua_prelude!(),
+    r#"
+local member, window, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local members, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
+touch(KEYS[2], KEYS[1], now, cap, window)
+if now >= window then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window) end
+redis.call('ZADD', KEYS[1], 'GT', now, member)
+local count = redis.call('ZCARD', KEYS[1])
+if count > members then
+  redis.call('ZPOPMIN', KEYS[1], count - members)
+  count = members
+end
+redis.call('PEXPIRE', KEYS[1], window)
+return count
+"#
+);
+
+/// KEYS: window. ARGV: window, now. Returns the members seen after `now - window`.
+const DISTINCT_COUNT: &str = r#"
+local window, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+if now < window then return redis.call('ZCARD', KEYS[1]) end
+return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', now - window), '+inf')
+"#;
+
+/// KEYS: counter, index. ARGV: amount, window, now, key cap. Returns the window's total.
+/// The sixteen-slot counter of `counter.rs`: fields `w` (the window), `n<i>` (the absolute
+/// slot number slot i holds) and `c<i>` (its count).
+const COUNTER_ADD: &str = concat!(
+    lua_prelude!(),
+    r#"
+local amount, window, now, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local slots, most = 16, 9007199254740992
+local slot_ms = math.max(floor_div(window, slots), 1)
+touch(KEYS[2], KEYS[1], now, cap, window + slot_ms)
+local fields = {'w'}
+for i = 0, slots - 1 do
+  fields[#fields + 1] = 'n' .. i
+  fields[#fields + 1] = 'c' .. i
+end
+local stored = redis.call('HMGET', KEYS[1], unpack(fields))
+local numbers, counts = {}, {}
+if tonumber(stored[1]) == window then
+  for i = 0, slots - 1 do
+    numbers[i] = tonumber(stored[2 + 2 * i])
+    counts[i] = tonumber(stored[3 + 2 * i]) or 0
+  end
+else
+  redis.call('DEL', KEYS[1])
+  for i = 0, slots - 1 do counts[i] = 0 end
+end
+local current = floor_div(now, slot_ms)
+local index = current % slots
+if numbers[index] ~= current then
+  numbers[index], counts[index] = current, 0
+end
+counts[index] = math.min(counts[index] + amount, most)
+redis.call('HSET', KEYS[1], 'w', window, 'n' .. index, current, 'c' .. index, counts[index])
+local in_window = math.min(math.max(floor_div(window, slot_ms), 1), slots)
+local oldest = math.max(current - in_window + 1, 0)
+local total = 0
+for i = 0, slots - 1 do
+  local number = numbers[i]
+  if number and number >= oldest and number <= current then
+    total = math.min(total + counts[i], most)
+  end
+end
+redis.call('PEXPIRE', KEYS[1], window + slot_ms)
+return total
+"#
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> RedisSettings {
+        RedisSettings {
+            url: url.to_string(),
+            ca_file: None,
+            username: None,
+            password_file: None,
+            pool_size: default_pool_size(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            timeout_ms: default_timeout_ms(),
+            key_prefix: default_key_prefix(),
+        }
+    }
+
+    #[test]
+    fn settings_problems_are_named() {
+        assert!(
+            settings("redis://127.0.0.1:6379/0")
+                .problems(1000)
+                .is_empty()
+        );
+        assert!(
+            settings("rediss://cache.internal:6380")
+                .problems(1000)
+                .is_empty()
+        );
+        let problems = settings("http://127.0.0.1:6379").problems(1000);
+        assert!(problems[0].contains("not a `redis://`"), "{problems:?}");
+        let problems = settings("redis://user:secret@127.0.0.1:6379").problems(1000);
+        assert!(
+            problems.iter().any(|p| p.contains("credentials")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().all(|p| !p.contains("secret")),
+            "{problems:?}"
+        );
+        let mut slow = settings("redis://127.0.0.1");
+        slow.timeout_ms = 1000;
+        assert!(slow.problems(1000)[0].contains("wall_limit_ms"));
+        let mut tls = settings("redis://127.0.0.1");
+        tls.ca_file = Some("ca.pem".into());
+        assert!(tls.problems(1000)[0].contains("rediss"));
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("redis://u:p@host:1/0"), "redis://…@host:1/0");
+        assert_eq!(redact("redis://host:1/0"), "redis://host:1/0");
+    }
+}
