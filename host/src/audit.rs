@@ -1,7 +1,8 @@
 //! The tamper-evident audit log: one JSON Lines record for every decision the gateway takes,
 //! hash-chained and periodically signed, and the tools a privacy officer reviews it with.
 //!
-//! - [`record`]: the record, built from a request's context.
+//! - [`record`]: the record, built from a request's context; [`refusal`]: the record of a
+//!   connection or request refused below the request handler (protocol refusals).
 //! - [`chain`]: canonical bytes and the hash chain; [`checkpoint`]: signed checkpoints;
 //!   [`keys`]: the Ed25519 key files.
 //! - [`log`]: the handle the gateway appends through; `writer` and `segment`: the writer
@@ -72,6 +73,7 @@ pub mod log;
 pub mod query;
 pub mod reader;
 pub mod record;
+pub mod refusal;
 pub mod report;
 mod segment;
 pub mod settings;
@@ -83,6 +85,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use log::{AuditError, AuditLog};
+pub use log::{AuditError, AuditLog, LogRecord};
 pub use record::AuditRecord;
+pub use refusal::RefusalRecord;
 pub use settings::{AuditSettings, Durability};
