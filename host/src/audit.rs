@@ -17,15 +17,17 @@
 //! counter within the day), read in (date, counter) order. A file is rotated when it would
 //! grow past `rotate_bytes` or when the UTC day changes; the chain continues across files.
 //! Every line ends with `\n`. A line is either a record (it starts with `{"seq":`) or a
-//! checkpoint (it starts with `{"checkpoint":`). A final segment of a file without `\n` is a
-//! line torn by a crash during a write; it was never acknowledged, the writer skips it on
-//! restart and starts a new file, and `verify` reports it as torn, not as tampering.
+//! checkpoint (it starts with `{"checkpoint":`). A record is a request's, or, when its member
+//! after `seq` is `"kind":"protocol-refusal"`, a protocol refusal's ([`refusal`]); both are
+//! links of the one chain. A final segment of a file without `\n` is a line torn by a crash
+//! during a write; it was never acknowledged, the writer skips it on restart and starts a new
+//! file, and `verify` reports it as torn, not as tampering.
 //!
 //! # Records and the hash chain
 //!
-//! A record is one JSON object with its keys in the fixed order of [`AuditRecord`]'s fields,
-//! no insignificant whitespace, `seq` first (1, 2, 3, ... across all files), then the
-//! record's fields, then `prev_hash` (the previous record's `hash`, lowercase hex) and last
+//! A record is one JSON object with its keys in the fixed order of [`AuditRecord`]'s fields
+//! (or [`RefusalRecord`]'s), no insignificant whitespace, `seq` first (1, 2, 3, ... across all
+//! files), then the record's fields, then `prev_hash` (the previous record's `hash`, lowercase hex) and last
 //! `hash`. Its canonical bytes are the line without the `hash` member and without the
 //! newline, that is, the line with its final `,"hash":"<64 hex digits>"}` replaced by `}`:
 //!
