@@ -22,14 +22,14 @@ fn refusal(i: u64) -> RefusalRecord {
         tls: false,
         protocol: Some("http/1.1".into()),
         cause: Some(
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 "http1-malformed"
             } else {
                 "http1-head-too-large"
             }
             .into(),
         ),
-        status: Some(if i % 2 == 0 { 400 } else { 431 }),
+        status: Some(if i.is_multiple_of(2) { 400 } else { 431 }),
         detail: Some("invalid content-length parsed".into()),
         aggregate: None,
         prev_hash: String::new(),
