@@ -1,7 +1,8 @@
 //! The tamper-evident audit log: one JSON Lines record for every decision the gateway takes,
 //! hash-chained and periodically signed, and the tools a privacy officer reviews it with.
 //!
-//! - [`record`]: the record, built from a request's context.
+//! - [`record`]: the record, built from a request's context; [`refusal`]: the record of a
+//!   connection or request refused below the request handler (protocol refusals).
 //! - [`chain`]: canonical bytes and the hash chain; [`checkpoint`]: signed checkpoints;
 //!   [`keys`]: the Ed25519 key files.
 //! - [`log`]: the handle the gateway appends through; `writer` and `segment`: the writer
@@ -16,15 +17,17 @@
 //! counter within the day), read in (date, counter) order. A file is rotated when it would
 //! grow past `rotate_bytes` or when the UTC day changes; the chain continues across files.
 //! Every line ends with `\n`. A line is either a record (it starts with `{"seq":`) or a
-//! checkpoint (it starts with `{"checkpoint":`). A final segment of a file without `\n` is a
-//! line torn by a crash during a write; it was never acknowledged, the writer skips it on
-//! restart and starts a new file, and `verify` reports it as torn, not as tampering.
+//! checkpoint (it starts with `{"checkpoint":`). A record is a request's, or, when its member
+//! after `seq` is `"kind":"protocol-refusal"`, a protocol refusal's ([`refusal`]); both are
+//! links of the one chain. A final segment of a file without `\n` is a line torn by a crash
+//! during a write; it was never acknowledged, the writer skips it on restart and starts a new
+//! file, and `verify` reports it as torn, not as tampering.
 //!
 //! # Records and the hash chain
 //!
-//! A record is one JSON object with its keys in the fixed order of [`AuditRecord`]'s fields,
-//! no insignificant whitespace, `seq` first (1, 2, 3, ... across all files), then the
-//! record's fields, then `prev_hash` (the previous record's `hash`, lowercase hex) and last
+//! A record is one JSON object with its keys in the fixed order of [`AuditRecord`]'s fields
+//! (or [`RefusalRecord`]'s), no insignificant whitespace, `seq` first (1, 2, 3, ... across all
+//! files), then the record's fields, then `prev_hash` (the previous record's `hash`, lowercase hex) and last
 //! `hash`. Its canonical bytes are the line without the `hash` member and without the
 //! newline, that is, the line with its final `,"hash":"<64 hex digits>"}` replaced by `}`:
 //!
@@ -72,6 +75,7 @@ pub mod log;
 pub mod query;
 pub mod reader;
 pub mod record;
+pub mod refusal;
 pub mod report;
 mod segment;
 pub mod settings;
@@ -83,6 +87,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use log::{AuditError, AuditLog};
+pub use log::{AuditError, AuditLog, LogRecord};
 pub use record::AuditRecord;
+pub use refusal::RefusalRecord;
 pub use settings::{AuditSettings, Durability};

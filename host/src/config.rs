@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::audit::keys::KeyError;
+use crate::audit::settings::RefusalBounds;
 use crate::audit::{AuditSettings, Durability};
 use crate::engine::response_headers::{self, ResponseHeaderAllowList};
 use crate::engine::{CallBudget, Mode, PolicySpec, SandboxSettings};
@@ -79,6 +80,8 @@ pub struct GatewayConfig {
     pub routes: Vec<RouteSettings>,
     /// The audit log; none without `[audit] dir`.
     pub audit: Option<AuditSettings>,
+    /// How many protocol refusals get a record of their own (`[audit] refusal_*`).
+    pub refusal_bounds: RefusalBounds,
 }
 
 impl GatewayConfig {
@@ -313,6 +316,7 @@ impl Checker<'_> {
             upstreams,
             routes,
             audit: self.check_audit(&file.audit),
+            refusal_bounds: self.check_refusal_bounds(&file.audit),
         }
     }
 
@@ -404,6 +408,46 @@ impl Checker<'_> {
             queue_capacity: usize::try_from(audit.queue_capacity).unwrap_or(usize::MAX),
             review_risk_threshold: u8::try_from(audit.review_risk_threshold).unwrap_or(u8::MAX),
         })
+    }
+
+    fn check_refusal_bounds(&mut self, audit: &AuditConfig) -> RefusalBounds {
+        let checks: [(&str, u64, u64, u64); 4] = [
+            (
+                "refusal_interval_secs",
+                audit.refusal_interval_secs,
+                1,
+                86_400,
+            ),
+            (
+                "refusal_records_per_peer",
+                audit.refusal_records_per_peer,
+                0,
+                1_000_000,
+            ),
+            (
+                "refusal_records_per_interval",
+                audit.refusal_records_per_interval,
+                0,
+                1_000_000,
+            ),
+            ("refusal_peers", audit.refusal_peers, 1, 1_000_000),
+        ];
+        for (key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                self.problem(
+                    None,
+                    format!("`audit.{key}` is {value}; expected {min} to {max}"),
+                    Some("these bound how many protocol refusals get an audit record of their own; the rest are counted in one aggregate per peer and interval"),
+                );
+            }
+        }
+        let clamp = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
+        RefusalBounds {
+            interval: Duration::from_secs(audit.refusal_interval_secs.max(1)),
+            records_per_peer: clamp(audit.refusal_records_per_peer),
+            records_per_interval: clamp(audit.refusal_records_per_interval),
+            peers: usize::try_from(audit.refusal_peers.max(1)).unwrap_or(usize::MAX),
+        }
     }
 
     fn check_limits(&mut self, limits: &LimitsConfig) {

@@ -1,6 +1,6 @@
 //! The HTTP side of the gateway: listeners and TLS (`server`), the request phases
-//! (`phases`), forwarding (`forward`), the admin endpoints (`admin`), metrics and the
-//! per-request record (`record`).
+//! (`phases`), forwarding (`forward`), the admin endpoints (`admin`), metrics, the
+//! per-request record (`record`) and the refusals below the request handler (`refusals`).
 //!
 //! A [`Gateway`] is one immutable snapshot of the configuration with its policies loaded and
 //! its upstream pools built. Requests read the current snapshot; a reload builds a new one
@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod outcome;
 mod phases;
 mod record;
+pub mod refusals;
 pub mod server;
 
 pub use forward::Upstream;
@@ -156,5 +157,7 @@ pub struct Shared {
     pub concurrency: Arc<tokio::sync::Semaphore>,
     /// Open client connections, in total and per peer (set at start).
     pub connections: Arc<connections::ConnectionLimits>,
+    /// Refusals below the request handler: counted, and audited within their bounds.
+    pub refusals: Arc<refusals::Refusals>,
     pub ready: std::sync::atomic::AtomicBool,
 }

@@ -23,14 +23,14 @@ const BUNDLE: &str = r#"{"resourceType":"Bundle","type":"searchset","total":0}"#
 
 /// A key pair made with `ehrgate keygen`, and a log directory, kept apart from any one
 /// gateway process so a restarted gateway writes the same log.
-struct AuditFiles {
+pub(crate) struct AuditFiles {
     _temp: tempfile::TempDir,
-    dir: PathBuf,
-    signing_key: PathBuf,
-    public_key: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) signing_key: PathBuf,
+    pub(crate) public_key: PathBuf,
 }
 
-fn audit_files() -> AuditFiles {
+pub(crate) fn audit_files() -> AuditFiles {
     let temp = tempfile::tempdir().unwrap();
     let keys = temp.path().join("keys");
     let output = ehrgate(&["keygen", "--out", keys.to_str().unwrap()]);
@@ -106,14 +106,14 @@ fn metric(exposition: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `{name}` in\n{exposition}"))
 }
 
-fn ehrgate(args: &[&str]) -> Output {
+pub(crate) fn ehrgate(args: &[&str]) -> Output {
     Command::new(binary())
         .args(args)
         .output()
         .expect("run ehrgate")
 }
 
-fn verify_json(files: &AuditFiles) -> (bool, Value) {
+pub(crate) fn verify_json(files: &AuditFiles) -> (bool, Value) {
     let output = ehrgate(&[
         "audit",
         "verify",
@@ -546,7 +546,7 @@ fn the_review_commands_read_what_the_gateway_wrote() {
 /// FHIR R4 validation with `fhir.resources` 6.4.0, the last release whose models are FHIR
 /// 4.0.1 (7.x and later are R5 with an R4B subpackage, which is 4.3.0), in a virtual
 /// environment this test makes once under `target/test-venv`.
-fn validate_fhir_r4(ndjson: &Path, bundle: &Path, expected: usize) {
+pub(crate) fn validate_fhir_r4(ndjson: &Path, bundle: &Path, expected: usize) {
     let python = fhir_venv();
     let script = r#"
 import json, sys

@@ -21,6 +21,7 @@ mod least_privilege;
 mod policy_cli;
 mod protocols;
 mod rate_limit;
+mod refusals;
 mod sandbox;
 mod smuggling_headers;
 mod state;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::record::AuditRecord;
+use super::refusal::RefusalRecord;
 
 /// The `prev_hash` of the first record: 32 zero bytes.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -38,16 +39,55 @@ pub fn record_hash(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// A record of the chain: it serializes `seq` first and `prev_hash` last (then `hash`, when
+/// set), and the writer sets those three.
+pub trait Chained: serde::Serialize {
+    /// Sets `seq` and `prev_hash` and clears `hash`, before the record is serialized.
+    fn link(&mut self, seq: u64, prev_hash: String);
+    fn set_hash(&mut self, hash: String);
+    fn seq(&self) -> u64;
+}
+
+impl Chained for AuditRecord {
+    fn link(&mut self, seq: u64, prev_hash: String) {
+        self.seq = seq;
+        self.prev_hash = prev_hash;
+        self.hash.clear();
+    }
+
+    fn set_hash(&mut self, hash: String) {
+        self.hash = hash;
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Chained for RefusalRecord {
+    fn link(&mut self, seq: u64, prev_hash: String) {
+        self.seq = seq;
+        self.prev_hash = prev_hash;
+        self.hash.clear();
+    }
+
+    fn set_hash(&mut self, hash: String) {
+        self.hash = hash;
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// Appends `record` as the next record after `head` to `out` (one line, newline included),
 /// setting its `seq`, `prev_hash` and `hash`, and returns the new head.
-pub fn append_line(
-    record: &mut AuditRecord,
+pub fn append_line<R: Chained>(
+    record: &mut R,
     head: &ChainHead,
     out: &mut Vec<u8>,
 ) -> Result<ChainHead, serde_json::Error> {
-    record.seq = head.seq + 1;
-    record.prev_hash = hex::encode(head.hash);
-    record.hash.clear();
+    record.link(head.seq + 1, hex::encode(head.hash));
     let start = out.len();
     serde_json::to_writer(&mut *out, record)?;
     let hash = record_hash(&head.hash, &out[start..]);
@@ -57,9 +97,9 @@ pub fn append_line(
     let hash_hex = hex::encode(hash);
     out.extend_from_slice(hash_hex.as_bytes());
     out.extend_from_slice(b"\"}\n");
-    record.hash = hash_hex;
+    record.set_hash(hash_hex);
     Ok(ChainHead {
-        seq: record.seq,
+        seq: record.seq(),
         hash,
     })
 }

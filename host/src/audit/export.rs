@@ -1,8 +1,10 @@
 //! Export to FHIR R4 `AuditEvent` (hl7.org/fhir/R4/auditevent.html), mapped as in
 //! `reference/healthcare.md`, in the style of IHE Basic Audit Log Patterns: one AuditEvent
 //! per patient a request touched (each with that one patient entity), and one without a
-//! patient entity for a request that touched none. Output is NDJSON (one resource a line,
-//! as FHIR Bulk Data writes it) or a Bundle of type `collection`, streamed either way.
+//! patient entity for a request that touched none. A protocol refusal (a connection or
+//! request refused below the request handler) is one security-alert AuditEvent, whose agent
+//! is the unauthenticated peer. Output is NDJSON (one resource a line, as FHIR Bulk Data
+//! writes it) or a Bundle of type `collection`, streamed either way.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -11,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::reader::{BadRecord, LineKind, LogReader};
 use super::record::{AuditDecision, AuditRecord};
+use super::refusal::{RefusalRecord, is_refusal_line};
 use super::time;
 
 const AUDIT_EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
@@ -21,6 +24,9 @@ const PARTICIPATION_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v3-Parti
 const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
 const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+/// The gateway's own codes for the causes of protocol refusals (`http1-malformed`, ...); the
+/// R4 binding of `AuditEvent.subtype` is extensible.
+const REFUSAL_CAUSE: &str = "urn:ehrgate:protocol-refusal-cause";
 
 /// The two output forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +71,15 @@ pub fn export(
         if line.kind != LineKind::Record {
             continue;
         }
-        let record: AuditRecord = line.parse()?;
         stats.records += 1;
-        for event in audit_events(&record) {
+        let events = if is_refusal_line(line.bytes) {
+            let record: RefusalRecord = line.parse()?;
+            vec![refusal_event(&record)]
+        } else {
+            let record: AuditRecord = line.parse()?;
+            audit_events(&record)
+        };
+        for event in events {
             match format {
                 ExportFormat::Ndjson => {
                     serde_json::to_writer(&mut *out, &event).map_err(io::Error::other)?;
@@ -168,6 +180,110 @@ fn audit_event(record: &AuditRecord, id: &str, patient: Option<&str>) -> Value {
                 concept
             })
             .collect();
+    }
+    event
+}
+
+/// The AuditEvent of a protocol refusal: a security alert (DICOM 110113) refused with outcome
+/// 4, subtype the cause (and DICOM 110126 Node Authentication for a failed TLS handshake),
+/// the peer as the requesting agent with its network address, and the chain position, cause
+/// and counts as entity details.
+pub fn refusal_event(record: &RefusalRecord) -> Value {
+    let id = if record.hash.len() >= 32 {
+        format!("{}-r", &record.hash[..32])
+    } else {
+        format!("seq{}-r", record.seq)
+    };
+    let causes = record.causes();
+    let mut subtype: Vec<Value> = Vec::new();
+    if causes.iter().any(|(cause, _)| cause.starts_with("tls-")) {
+        subtype.push(coding(DICOM, "110126", "Node Authentication"));
+    }
+    subtype.extend(
+        causes
+            .iter()
+            .map(|(cause, _)| coding(REFUSAL_CAUSE, cause, cause)),
+    );
+    let summary: Vec<String> = causes
+        .iter()
+        .map(|(cause, count)| format!("{cause}={count}"))
+        .collect();
+    let description = match &record.aggregate {
+        Some(aggregate) => format!(
+            "{} protocol refusal(s) without records of their own until {}: {}",
+            aggregate.count,
+            aggregate.until,
+            summary.join(" ")
+        ),
+        None => {
+            let mut description = format!(
+                "protocol refusal {}",
+                record.cause.as_deref().unwrap_or("unknown")
+            );
+            if let Some(status) = record.status {
+                description.push_str(&format!(" (status {status})"));
+            }
+            if let Some(detail) = &record.detail {
+                description.push_str(&format!(": {detail}"));
+            }
+            description
+        }
+    };
+    let mut agent = json!({
+        "type": { "coding": [coding(DICOM, "110153", "Source Role ID")] },
+        "requestor": true,
+    });
+    match &record.source_address {
+        Some(address) => {
+            agent["who"] = json!({ "display": format!("unauthenticated peer {address}") });
+            agent["network"] = json!({ "address": address, "type": "2" });
+        }
+        None => {
+            agent["who"] = json!({ "display": "peers beyond the gateway's refusal table" });
+        }
+    }
+    let mut details = vec![
+        detail("seq", &record.seq.to_string()),
+        detail("hash", &record.hash),
+        detail("causes", &summary.join(" ")),
+        detail("count", &record.count().to_string()),
+    ];
+    if let Some(protocol) = &record.protocol {
+        details.push(detail("protocol", protocol));
+    }
+    if let Some(port) = record.source_port {
+        details.push(detail("source-port", &port.to_string()));
+    }
+    if let Some(status) = record.status {
+        details.push(detail("status", &status.to_string()));
+    }
+    if let Some(text) = &record.detail {
+        details.push(detail("detail", text));
+    }
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "id": id,
+        "type": coding(DICOM, "110113", "Security Alert"),
+        "subtype": subtype,
+        "action": "E",
+        "recorded": record.time,
+        "outcome": "4",
+        "outcomeDesc": description,
+        "agent": [agent],
+        "source": {
+            "site": "ehrgate",
+            "observer": { "display": "ehrgate gateway" },
+            "type": [coding(SOURCE_TYPE, "4", "Application Server")],
+        },
+        "entity": [{
+            "type": coding(ENTITY_TYPE, "2", "System Object"),
+            "name": "connection",
+            "description": if record.tls { "client connection (TLS listener)" } else { "client connection" },
+            "detail": details,
+        }],
+    });
+    if let Some(aggregate) = &record.aggregate {
+        event["period"] = json!({ "start": record.time, "end": aggregate.until });
     }
     event
 }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use super::chain::Chained;
 use super::record::AuditRecord;
+use super::refusal::RefusalRecord;
 use super::settings::{AuditSettings, Durability};
 use super::stats::{AuditWatch, WriterStats};
 use super::writer::Writer;
@@ -45,9 +47,45 @@ impl Drop for Handle {
     }
 }
 
+/// A line of the chain: a request's record or a protocol refusal's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "request records are the common, large variant; boxing them would cost every \
+              request an allocation to save space on rare refusal records"
+)]
+pub enum LogRecord {
+    Request(AuditRecord),
+    Refusal(RefusalRecord),
+}
+
+impl Chained for LogRecord {
+    fn link(&mut self, seq: u64, prev_hash: String) {
+        match self {
+            LogRecord::Request(record) => record.link(seq, prev_hash),
+            LogRecord::Refusal(record) => record.link(seq, prev_hash),
+        }
+    }
+
+    fn set_hash(&mut self, hash: String) {
+        match self {
+            LogRecord::Request(record) => record.set_hash(hash),
+            LogRecord::Refusal(record) => record.set_hash(hash),
+        }
+    }
+
+    fn seq(&self) -> u64 {
+        match self {
+            LogRecord::Request(record) => record.seq,
+            LogRecord::Refusal(record) => record.seq,
+        }
+    }
+}
+
 /// A record waiting for the writer.
 pub(super) struct Pending {
-    pub(super) record: AuditRecord,
+    pub(super) record: LogRecord,
     /// Strict mode: told once the record is on disk (or not).
     pub(super) ack: Option<oneshot::Sender<Result<(), AuditError>>>,
     /// Its place in the queue, given back when the record is written.
@@ -58,7 +96,7 @@ impl Pending {
     pub(super) fn into_parts(
         self,
     ) -> (
-        AuditRecord,
+        LogRecord,
         Option<oneshot::Sender<Result<(), AuditError>>>,
         OwnedSemaphorePermit,
     ) {
@@ -222,8 +260,18 @@ impl AuditLog {
     /// returns once the record is fsynced, or the error that kept it off the disk. Buffered:
     /// returns once it is queued. Either way it waits while the queue is full.
     pub async fn append(&self, mut record: AuditRecord) -> Result<(), AuditError> {
+        record.flag_for_review(self.handle.settings.review_risk_threshold);
+        self.append_line(LogRecord::Request(record)).await
+    }
+
+    /// Appends a protocol refusal's record, in the same chain and with the same durability
+    /// as request records.
+    pub async fn append_refusal(&self, record: RefusalRecord) -> Result<(), AuditError> {
+        self.append_line(LogRecord::Refusal(record)).await
+    }
+
+    async fn append_line(&self, record: LogRecord) -> Result<(), AuditError> {
         let handle = &self.handle;
-        record.flag_for_review(handle.settings.review_risk_threshold);
         let permit = handle
             .permits
             .clone()

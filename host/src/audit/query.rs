@@ -2,6 +2,9 @@
 //! for the bytes a match must contain (a user's id, a patient id) before it is parsed, and
 //! then parsed into a borrowed view of the few fields filters and tables need, so a query
 //! over a million records reads the files once and parses only what may match.
+//!
+//! Request records and protocol-refusal records share the log; a query reads one kind:
+//! [`run`] the request records, [`run_refusals`] the protocol refusals.
 
 use std::borrow::Cow;
 use std::io;
@@ -13,6 +16,7 @@ use serde::Deserialize;
 use super::files;
 use super::reader::{BadRecord, LineKind, LogReader};
 use super::record::AuditDecision;
+use super::refusal::{RefusalRecord, is_refusal_line};
 use super::time;
 
 /// `--decision`: one of the record's decisions, or `shadow-deny` (a shadow module denied).
@@ -58,6 +62,8 @@ pub struct Filter {
     pub until_ms: Option<u64>,
     /// Only records flagged for review.
     pub review: bool,
+    /// The client's address as seen on the socket.
+    pub source: Option<String>,
 }
 
 /// The fields of a record that filters and tables read, borrowed from the line.
@@ -68,6 +74,8 @@ pub struct RecordView<'a> {
     pub time: Cow<'a, str>,
     #[serde(borrow)]
     pub request_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub source_address: Cow<'a, str>,
     #[serde(borrow)]
     pub principal: Option<PrincipalView<'a>>,
     #[serde(borrow)]
@@ -132,7 +140,13 @@ impl Filter {
         let Ok(text) = std::str::from_utf8(line) else {
             return true;
         };
-        let wanted = [&self.user, &self.patient, &self.client, &self.rule];
+        let wanted = [
+            &self.user,
+            &self.patient,
+            &self.client,
+            &self.rule,
+            &self.source,
+        ];
         wanted.into_iter().flatten().all(|value| {
             // Values JSON would escape cannot be found as they are; leave those to `matches`.
             let escaped = value
@@ -182,17 +196,54 @@ impl Filter {
         if self.review && !record.review {
             return false;
         }
-        if self.since_ms.is_some() || self.until_ms.is_some() {
-            let Some(at) = time::parse(&record.time) else {
-                return false;
-            };
-            if self.since_ms.is_some_and(|since| at < since)
-                || self.until_ms.is_some_and(|until| at >= until)
-            {
-                return false;
-            }
+        if self
+            .source
+            .as_ref()
+            .is_some_and(|source| record.source_address != source.as_str())
+        {
+            return false;
         }
-        true
+        in_range(self.since_ms, self.until_ms, &record.time)
+    }
+}
+
+/// Whether `at` (a record's time) is in `[since, until)`; an unreadable time is not.
+fn in_range(since_ms: Option<u64>, until_ms: Option<u64>, at: &str) -> bool {
+    if since_ms.is_none() && until_ms.is_none() {
+        return true;
+    }
+    let Some(at) = time::parse(at) else {
+        return false;
+    };
+    since_ms.is_none_or(|since| at >= since) && until_ms.is_none_or(|until| at < until)
+}
+
+/// What a protocol-refusal record must match. Every filter given must match.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalFilter {
+    /// The peer's address.
+    pub source: Option<String>,
+    /// A cause (`http1-malformed`, ...): an individual record's, or one an aggregate counts.
+    pub cause: Option<String>,
+    /// Records at or after this time (an aggregate's: its interval's start).
+    pub since_ms: Option<u64>,
+    /// Records before this time.
+    pub until_ms: Option<u64>,
+}
+
+impl RefusalFilter {
+    pub fn matches(&self, record: &RefusalRecord) -> bool {
+        if let Some(source) = &self.source
+            && record.source_address.as_deref() != Some(source.as_str())
+        {
+            return false;
+        }
+        if let Some(cause) = &self.cause
+            && !record.causes().iter().any(|(c, _)| c == cause)
+        {
+            return false;
+        }
+        in_range(self.since_ms, self.until_ms, &record.time)
     }
 }
 
@@ -222,23 +273,9 @@ pub fn run(
     limit: Option<u64>,
     mut found: impl FnMut(&RecordView<'_>, &[u8]) -> io::Result<bool>,
 ) -> Result<QueryStats, QueryError> {
-    let mut log_files = files::list(dir)?;
-    // The writer appends to a file only on the UTC day in its name, and a record is written
-    // after its request arrived: a file of day D holds records of day D, and perhaps of the
-    // end of day D-1 (a request that arrived before midnight and was written after it).
-    let since_day = filter.since_ms.map(time::day_of);
-    let until_day = filter.until_ms.map(time::day_of);
-    log_files.retain(|f| {
-        since_day.is_none_or(|since| f.day >= since)
-            && until_day.is_none_or(|until| f.day <= until + 1)
-    });
-    let mut stats = QueryStats {
-        files: log_files.len(),
-        ..QueryStats::default()
-    };
-    let mut reader = LogReader::with_files(log_files);
+    let (mut reader, mut stats) = reader_in_range(dir, filter.since_ms, filter.until_ms)?;
     while let Some(line) = reader.next_line()? {
-        if line.kind != LineKind::Record {
+        if line.kind != LineKind::Record || is_refusal_line(line.bytes) {
             continue;
         }
         stats.records += 1;
@@ -255,4 +292,54 @@ pub fn run(
         }
     }
     Ok(stats)
+}
+
+/// Streams the protocol-refusal records in `dir` that match `filter`, oldest first, as
+/// [`run`] does for request records.
+pub fn run_refusals(
+    dir: &Path,
+    filter: &RefusalFilter,
+    limit: Option<u64>,
+    mut found: impl FnMut(&RefusalRecord, &[u8]) -> io::Result<bool>,
+) -> Result<QueryStats, QueryError> {
+    let (mut reader, mut stats) = reader_in_range(dir, filter.since_ms, filter.until_ms)?;
+    while let Some(line) = reader.next_line()? {
+        if line.kind != LineKind::Record || !is_refusal_line(line.bytes) {
+            continue;
+        }
+        stats.records += 1;
+        let record: RefusalRecord = line.parse()?;
+        if !filter.matches(&record) {
+            continue;
+        }
+        stats.matched += 1;
+        if !found(&record, line.bytes)? || limit.is_some_and(|limit| stats.matched >= limit) {
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+/// A reader of the files that may hold records in `[since, until)`.
+fn reader_in_range(
+    dir: &Path,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+) -> io::Result<(LogReader, QueryStats)> {
+    let mut log_files = files::list(dir)?;
+    // The writer appends to a file only on the UTC day in its name, and a record is written
+    // after its request arrived: a file of day D holds records of day D, and perhaps of the
+    // end of day D-1 (a request that arrived before midnight and was written after it, or a
+    // refusal aggregate whose interval began before midnight).
+    let since_day = since_ms.map(time::day_of);
+    let until_day = until_ms.map(time::day_of);
+    log_files.retain(|f| {
+        since_day.is_none_or(|since| f.day >= since)
+            && until_day.is_none_or(|until| f.day <= until + 1)
+    });
+    let stats = QueryStats {
+        files: log_files.len(),
+        ..QueryStats::default()
+    };
+    Ok((LogReader::with_files(log_files), stats))
 }

@@ -1,7 +1,9 @@
 //! The privacy officer's report: what to look at first (accesses flagged for review,
 //! break-the-glass uses), who reached the most patients, which rules refused most, and for
-//! one patient the accounting of disclosures (45 CFR 164.528): every access to their record.
-//! One streaming pass builds a [`Report`]; `text` and `html` render it.
+//! one patient the accounting of disclosures (45 CFR 164.528): every access to their record,
+//! and the protocol refusals (connections and requests refused below the request handler)
+//! by cause and by source address. One streaming pass builds a [`Report`]; `text` and `html`
+//! render it.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
@@ -11,6 +13,7 @@ use serde::Serialize;
 
 use super::reader::{BadRecord, LineKind, LogReader};
 use super::record::{AuditDecision, AuditRecord};
+use super::refusal::{RefusalRecord, is_refusal_line};
 
 pub mod html;
 pub mod text;
@@ -109,6 +112,37 @@ pub struct RuleCount {
     pub count: u64,
 }
 
+/// Protocol refusals of one cause, or from one source address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamedCount {
+    pub name: String,
+    pub count: u64,
+}
+
+/// Source addresses counted one by one in the report; refusals from further addresses are
+/// counted together, so a log of a long distributed flood cannot exhaust the reviewer's
+/// memory.
+const MAX_REFUSAL_SOURCES: usize = 10_000;
+/// Source addresses listed.
+const TOP_REFUSAL_SOURCES: usize = 10;
+
+/// Connections and requests refused below the request handler.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RefusalSummary {
+    /// Protocol-refusal records (individual and aggregate).
+    pub records: u64,
+    /// Refusals they stand for (an aggregate counts all of its own).
+    pub refusals: u64,
+    /// Aggregate records among `records`.
+    pub aggregates: u64,
+    pub by_cause: Vec<NamedCount>,
+    /// The addresses with the most refusals, most first.
+    pub top_sources: Vec<NamedCount>,
+    /// Distinct source addresses (at most the report's table size; beyond it `(other
+    /// addresses)` counts them together).
+    pub sources: u64,
+}
+
 /// Records of one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DayCount {
@@ -143,6 +177,7 @@ pub struct Report {
     pub shadow_denials_by_rule: Vec<RuleCount>,
     pub per_day: Vec<DayCount>,
     pub patient: Option<Accounting>,
+    pub protocol_refusals: RefusalSummary,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +194,11 @@ pub fn build(dir: &Path, options: &ReportOptions) -> Result<Report, ReportError>
     let mut reader = LogReader::open(dir)?;
     while let Some(line) = reader.next_line()? {
         if line.kind != LineKind::Record {
+            continue;
+        }
+        if is_refusal_line(line.bytes) {
+            let record: RefusalRecord = line.parse()?;
+            builder.add_refusal(&record);
             continue;
         }
         let record: AuditRecord = line.parse()?;
@@ -181,6 +221,16 @@ pub struct Builder<'a> {
     shadow_denials: HashMap<String, u64>,
     per_day: BTreeMap<String, DayCount>,
     patient: Option<Accounting>,
+    refusals: RefusalCounts,
+}
+
+#[derive(Default)]
+struct RefusalCounts {
+    records: u64,
+    refusals: u64,
+    aggregates: u64,
+    by_cause: HashMap<String, u64>,
+    by_source: HashMap<String, u64>,
 }
 
 impl<'a> Builder<'a> {
@@ -207,7 +257,31 @@ impl<'a> Builder<'a> {
                 users: Vec::new(),
                 accesses: Vec::new(),
             }),
+            refusals: RefusalCounts::default(),
         }
+    }
+
+    /// Counts a protocol-refusal record.
+    pub fn add_refusal(&mut self, record: &RefusalRecord) {
+        let counts = &mut self.refusals;
+        counts.records += 1;
+        counts.refusals += record.count();
+        if record.aggregate.is_some() {
+            counts.aggregates += 1;
+        }
+        for (cause, count) in record.causes() {
+            *counts.by_cause.entry(cause.to_owned()).or_default() += count;
+        }
+        let source = match &record.source_address {
+            Some(address)
+                if counts.by_source.len() < MAX_REFUSAL_SOURCES
+                    || counts.by_source.contains_key(address) =>
+            {
+                address.clone()
+            }
+            _ => "(other addresses)".to_owned(),
+        };
+        *counts.by_source.entry(source).or_default() += record.count();
     }
 
     pub fn add(&mut self, record: &AuditRecord) {
@@ -303,7 +377,30 @@ impl<'a> Builder<'a> {
             shadow_denials_by_rule: counted(self.shadow_denials),
             per_day: self.per_day.into_values().collect(),
             patient: self.patient,
+            protocol_refusals: summarize(self.refusals),
         }
+    }
+}
+
+fn summarize(counts: RefusalCounts) -> RefusalSummary {
+    let named = |map: HashMap<String, u64>| {
+        let mut named: Vec<NamedCount> = map
+            .into_iter()
+            .map(|(name, count)| NamedCount { name, count })
+            .collect();
+        named.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+        named
+    };
+    let sources = counts.by_source.len() as u64;
+    let mut top_sources = named(counts.by_source);
+    top_sources.truncate(TOP_REFUSAL_SOURCES);
+    RefusalSummary {
+        records: counts.records,
+        refusals: counts.refusals,
+        aggregates: counts.aggregates,
+        by_cause: named(counts.by_cause),
+        top_sources,
+        sources,
     }
 }
 

@@ -74,3 +74,34 @@ impl AuditSettings {
         }
     }
 }
+
+pub const DEFAULT_REFUSAL_INTERVAL_SECS: u64 = 60;
+pub const DEFAULT_REFUSAL_RECORDS_PER_PEER: u64 = 20;
+pub const DEFAULT_REFUSAL_RECORDS_PER_INTERVAL: u64 = 200;
+pub const DEFAULT_REFUSAL_PEERS: u64 = 1024;
+
+/// How many protocol refusals get a record of their own, so a flood of refused connections
+/// cannot fill the disk. Within one interval, a peer address gets at most `records_per_peer`
+/// records of its own and all peers together at most `records_per_interval`; every refusal
+/// beyond is counted in one aggregate record per peer at the interval's end. The peer table
+/// holds `peers` addresses (least recently refused evicted first); the counts of evicted
+/// peers go into one aggregate without an address. So an interval writes at most
+/// `records_per_interval + peers + 1` refusal records, whatever the flood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalBounds {
+    pub interval: Duration,
+    pub records_per_peer: u32,
+    pub records_per_interval: u32,
+    pub peers: usize,
+}
+
+impl Default for RefusalBounds {
+    fn default() -> Self {
+        RefusalBounds {
+            interval: Duration::from_secs(DEFAULT_REFUSAL_INTERVAL_SECS),
+            records_per_peer: DEFAULT_REFUSAL_RECORDS_PER_PEER as u32,
+            records_per_interval: DEFAULT_REFUSAL_RECORDS_PER_INTERVAL as u32,
+            peers: DEFAULT_REFUSAL_PEERS as usize,
+        }
+    }
+}

@@ -9,6 +9,7 @@
 )]
 
 mod config;
+mod refusals;
 mod review;
 mod signing;
 mod tamper;

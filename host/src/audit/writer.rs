@@ -17,13 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
 
-use super::chain::{self, ChainHead};
+use super::chain::{self, ChainHead, Chained};
 use super::checkpoint::Checkpoint;
 use super::files;
 use super::head::HeadFile;
 use super::keys;
-use super::log::{AuditError, Pending, Queue};
-use super::record::AuditRecord;
+use super::log::{AuditError, LogRecord, Pending, Queue};
 use super::segment::Segment;
 use super::settings::{AuditSettings, Durability};
 use super::stats::WriterStats;
@@ -194,13 +193,13 @@ impl Writer {
     /// Buffered records are never dropped while the log is open: a failed batch is retried
     /// once the log is recovered, without the records that reached the disk, and the queue
     /// fills up meanwhile, which makes appenders wait.
-    fn write_buffered(&mut self, mut records: Vec<AuditRecord>, queue: &Queue) {
+    fn write_buffered(&mut self, mut records: Vec<LogRecord>, queue: &Queue) {
         let mut attempt: u32 = 0;
         loop {
             // `commit` numbers the records it chains, in order: after a failure, the numbered
             // ones up to the head found on disk were written.
             for record in &mut records {
-                record.seq = 0;
+                record.link(0, String::new());
             }
             let sync = self.last_sync.elapsed() >= self.settings.fsync_interval;
             let Err(error) = self.commit(&mut records, sync) else {
@@ -226,7 +225,7 @@ impl Writer {
                 }
             }
             let on_disk = self.head.seq;
-            records.retain(|r| r.seq == 0 || r.seq > on_disk);
+            records.retain(|r| r.seq() == 0 || r.seq() > on_disk);
             if records.is_empty() {
                 return;
             }
@@ -234,7 +233,7 @@ impl Writer {
     }
 
     /// Chains, writes and (when `sync`) fsyncs `records`, checkpointing and rotating as due.
-    fn commit(&mut self, records: &mut [AuditRecord], sync: bool) -> io::Result<()> {
+    fn commit(&mut self, records: &mut [LogRecord], sync: bool) -> io::Result<()> {
         self.ensure_segment()?;
         let today = time::day_of(time::now_millis());
         if self.segment.as_ref().is_some_and(|s| s.day != today) {

@@ -290,6 +290,17 @@ pub struct AuditConfig {
     pub queue_capacity: u64,
     /// Records with this risk score (0-100) or more are flagged for review.
     pub review_risk_threshold: u64,
+    /// Protocol refusals (connections and requests refused below the request handler): the
+    /// interval their records are bounded over.
+    pub refusal_interval_secs: u64,
+    /// Protocol refusals with a record of their own per peer address and interval; more are
+    /// counted in one aggregate record per peer at the interval's end.
+    pub refusal_records_per_peer: u64,
+    /// Protocol refusals with a record of their own per interval, all peers together.
+    pub refusal_records_per_interval: u64,
+    /// Peer addresses tracked per interval (least recently refused evicted first; the
+    /// counts of evicted peers go into one aggregate without an address).
+    pub refusal_peers: u64,
 }
 
 impl Default for AuditConfig {
@@ -304,6 +315,10 @@ impl Default for AuditConfig {
             fsync_interval_ms: None,
             queue_capacity: settings::DEFAULT_QUEUE_CAPACITY as u64,
             review_risk_threshold: u64::from(settings::DEFAULT_REVIEW_RISK_THRESHOLD),
+            refusal_interval_secs: settings::DEFAULT_REFUSAL_INTERVAL_SECS,
+            refusal_records_per_peer: settings::DEFAULT_REFUSAL_RECORDS_PER_PEER,
+            refusal_records_per_interval: settings::DEFAULT_REFUSAL_RECORDS_PER_INTERVAL,
+            refusal_peers: settings::DEFAULT_REFUSAL_PEERS,
         }
     }
 }

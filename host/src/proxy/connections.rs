@@ -133,6 +133,11 @@ pub struct InFlight {
 }
 
 impl Activity {
+    /// Whether a request has begun on the connection.
+    pub fn has_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed) > 0
+    }
+
     pub fn begin(self: &Arc<Self>, opened: Instant) -> InFlight {
         self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -1,7 +1,8 @@
 //! Prometheus metrics for the admin listener's `/metrics`: requests by route, decision and
 //! status; denials by rule; policy and upstream latency; requests in flight; each policy
 //! module's calls running and waiting, its dropped log messages and its state partition;
-//! and the audit log's writer (records, fsyncs, checkpoints, failures, queue depth).
+//! connections and protocol refusals by cause; and the audit log's writer (records, fsyncs,
+//! checkpoints, failures, queue depth).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -65,6 +66,9 @@ pub struct Metrics {
     pub open_connections: Gauge,
     pub connections_refused: Family<CauseLabels, Counter>,
     pub connections_closed: Family<CauseLabels, Counter>,
+    pub protocol_refusals: Family<CauseLabels, Counter>,
+    pub protocol_refusals_aggregated: Family<CauseLabels, Counter>,
+    pub protocol_refusal_records_lost: Counter,
 }
 
 fn policy_histogram() -> Histogram {
@@ -104,6 +108,9 @@ impl Metrics {
         let open_connections = Gauge::default();
         let connections_refused = Family::<CauseLabels, Counter>::default();
         let connections_closed = Family::<CauseLabels, Counter>::default();
+        let protocol_refusals = Family::<CauseLabels, Counter>::default();
+        let protocol_refusals_aggregated = Family::<CauseLabels, Counter>::default();
+        let protocol_refusal_records_lost = Counter::default();
         registry.register(
             "open_connections",
             "Client connections open now",
@@ -119,6 +126,26 @@ impl Metrics {
             "Client connections closed for saying nothing, by cause (first-request-timeout, \
              idle-timeout)",
             connections_closed.clone(),
+        );
+        registry.register(
+            "protocol_refusals",
+            "Connections and requests refused below the request handler, by cause (total-limit, \
+             peer-limit, first-request-timeout, tls-handshake, tls-handshake-timeout, \
+             http1-malformed, http1-head-too-large, http1-header-timeout, http2-stream-reset, \
+             http2-goaway)",
+            protocol_refusals.clone(),
+        );
+        registry.register(
+            "protocol_refusals_aggregated",
+            "Protocol refusals beyond the per-peer or per-interval bound, counted in an \
+             aggregate audit record instead of a record of their own, by cause",
+            protocol_refusals_aggregated.clone(),
+        );
+        registry.register(
+            "protocol_refusal_records_lost",
+            "Protocol-refusal records the audit log could not take (written to the process \
+             log instead)",
+            protocol_refusal_records_lost.clone(),
         );
         registry.register(
             "requests",
@@ -171,6 +198,9 @@ impl Metrics {
             open_connections,
             connections_refused,
             connections_closed,
+            protocol_refusals,
+            protocol_refusals_aggregated,
+            protocol_refusal_records_lost,
         }
     }
 

@@ -19,8 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_rustls::TlsAcceptor;
 
-use super::connections::{Activity, Admitted, ConnectionLimits, watchdog};
+use super::connections::{Activity, Admitted, ConnectionLimits, Refused, Silence, watchdog};
 use super::metrics::{CauseLabels, Metrics, RuleLabels};
+use super::refusals::{self, Refusal, RefusalCause};
 use super::{ConnectionInfo, Gateway, Shared, phases};
 use crate::audit::AuditLog;
 use crate::config::{self, GatewayConfig, LimitsConfig, TlsFiles};
@@ -85,6 +86,12 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     if let Some(audit) = &audit {
         metrics.watch_audit(audit.watch());
     }
+    let (refusals, refusal_writer) = refusals::start(
+        config.refusal_bounds,
+        tls.is_some(),
+        &metrics,
+        audit.clone(),
+    );
     let shared = Arc::new(Shared {
         gateway: ArcSwap::from_pointee(gateway),
         engine,
@@ -98,6 +105,7 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             config.limits.max_connections,
             config.limits.max_connections_per_peer,
         )),
+        refusals,
         ready: std::sync::atomic::AtomicBool::new(true),
     });
     if let Some(admin) = config.admin_listen {
@@ -128,9 +136,13 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
                     Err(refused) => {
                         // Closed at once: a client holding connections open cannot take the
                         // descriptors the admin listener and the upstreams need.
-                        shared.metrics.connections_refused.get_or_create(&CauseLabels { cause: refused.label() }).inc();
-                        tracing::debug!(%peer, cause = refused.label(), "connection refused");
                         drop(stream);
+                        shared.metrics.connections_refused.get_or_create(&CauseLabels { cause: refused.label() }).inc();
+                        let cause = match refused {
+                            Refused::TotalLimit => RefusalCause::TotalLimit,
+                            Refused::PeerLimit => RefusalCause::PeerLimit,
+                        };
+                        shared.refusals.refuse(Refusal::new(peer, cause));
                     }
                 },
                 Err(error) => {
@@ -170,6 +182,8 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             "stopping with requests still running; they have no record"
         );
     }
+    // The refusals' last records and aggregates go in before the log is sealed.
+    refusal_writer.finish().await;
     // After draining: every answered request's record is queued; write them and a final
     // checkpoint. Requests still in flight past the grace period are refused with 503.
     if let Some(audit) = &shared.audit {
@@ -212,6 +226,13 @@ fn spawn_connection(
                     .get_or_create(&CauseLabels { cause: silence.label() })
                     .inc();
                 tracing::debug!(peer = %connection.peer, cause = silence.label(), "silent connection closed");
+                // A connection that never delivered a request was refused; one closed idle
+                // after its requests was served.
+                if silence == Silence::NoFirstRequest {
+                    metrics_shared
+                        .refusals
+                        .refuse(Refusal::new(connection.peer, RefusalCause::FirstRequestTimeout));
+                }
             }
         }
         metrics_shared.metrics.open_connections.dec();
@@ -233,6 +254,9 @@ async fn serve_connection(
 ) {
     {
         let _ = stream.set_nodelay(true);
+        let peer = connection.peer;
+        let refusals = shared.refusals.clone();
+        let activity_seen = activity.clone();
         let service = service_fn(move |request| {
             let shared = shared.clone();
             let in_flight = activity.begin(opened);
@@ -277,23 +301,40 @@ async fn serve_connection(
             Some(acceptor) => {
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        let connection = builder.serve_connection(
+                            TokioIo::new(refusals::watch(stream, refusals.clone(), peer)),
+                            service,
+                        );
                         watcher.watch(connection.into_owned()).await
                     }
                     Ok(Err(error)) => {
-                        tracing::debug!(peer = %connection.peer, %error, "TLS handshake failed");
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        if let Some(refusal) = refusals::of_tls_error(&error, peer) {
+                            refusals.refuse(refusal);
+                        }
                         return;
                     }
-                    Err(_) => return,
+                    Err(_) => {
+                        refusals.refuse(Refusal::new(peer, RefusalCause::TlsHandshakeTimeout));
+                        return;
+                    }
                 }
             }
             None => {
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                let connection = builder.serve_connection(
+                    TokioIo::new(refusals::watch(stream, refusals.clone(), peer)),
+                    service,
+                );
                 watcher.watch(connection.into_owned()).await
             }
         };
         if let Err(error) = result {
-            tracing::debug!(peer = %connection.peer, %error, "connection ended with an error");
+            tracing::debug!(%peer, %error, "connection ended with an error");
+            if let Some(refusal) =
+                refusals::of_connection_error(&*error, peer, activity_seen.has_started())
+            {
+                refusals.refuse(refusal);
+            }
         }
     }
 }

@@ -123,6 +123,19 @@ pub fn render(report: &Report) -> String {
         count_table(&mut page, &report.shadow_denials_by_rule);
     }
 
+    let refusals = &report.protocol_refusals;
+    let _ = write!(
+        page,
+        "<h2>Protocol refusals: {}</h2><p class=\"meta\">Connections and requests refused \
+         below the request handler (at accept, in the TLS handshake, by the HTTP parser or an \
+         HTTP/2 reset, or silent), in {} record(s) of which {} aggregate(s)</p>",
+        refusals.refusals, refusals.records, refusals.aggregates
+    );
+    if refusals.records > 0 {
+        named_table(&mut page, "cause", &refusals.by_cause);
+        named_table(&mut page, "source address", &refusals.top_sources);
+    }
+
     if let Some(accounting) = &report.patient {
         let _ = write!(
             page,
@@ -219,6 +232,23 @@ fn count_table(page: &mut String, counts: &[super::RuleCount]) {
             page,
             "<tr><td>{}</td><td class=\"num\">{}</td></tr>",
             escape(&count.rule),
+            count.count
+        );
+    }
+    let _ = write!(page, "</table>");
+}
+
+fn named_table(page: &mut String, heading: &str, counts: &[super::NamedCount]) {
+    let _ = write!(
+        page,
+        "<table><tr><th>{}</th><th>count</th></tr>",
+        escape(heading)
+    );
+    for count in counts {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td class=\"num\">{}</td></tr>",
+            escape(&count.name),
             count.count
         );
     }

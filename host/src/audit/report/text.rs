@@ -47,6 +47,27 @@ pub fn render(report: &Report) -> String {
         counts(&mut out, &report.shadow_denials_by_rule);
     }
 
+    let refusals = &report.protocol_refusals;
+    let _ = writeln!(
+        out,
+        "\nProtocol refusals (below the request handler): {} in {} record(s), {} aggregate(s)",
+        refusals.refusals, refusals.records, refusals.aggregates
+    );
+    if refusals.records > 0 {
+        let _ = writeln!(out, "  by cause");
+        for count in &refusals.by_cause {
+            let _ = writeln!(out, "    {:<38} {:>9}", clip(&count.name, 38), count.count);
+        }
+        let _ = writeln!(
+            out,
+            "  by source address ({} address(es))",
+            refusals.sources
+        );
+        for count in &refusals.top_sources {
+            let _ = writeln!(out, "    {:<38} {:>9}", clip(&count.name, 38), count.count);
+        }
+    }
+
     if let Some(accounting) = &report.patient {
         let _ = writeln!(
             out,

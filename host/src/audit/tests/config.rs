@@ -99,6 +99,18 @@ fn problems_name_the_key_and_the_fix() {
             "unknown variant `sometimes`",
         ),
         ("dir = \"a\"\nretention = 6", "unknown field `retention`"),
+        (
+            "refusal_interval_secs = 0",
+            "`audit.refusal_interval_secs` is 0; expected 1 to 86400",
+        ),
+        (
+            "refusal_peers = 0",
+            "`audit.refusal_peers` is 0; expected 1 to 1000000",
+        ),
+        (
+            "refusal_records_per_peer = 2000000",
+            "help: these bound how many protocol refusals get an audit record of their own",
+        ),
     ];
     for (audit, expected) in cases {
         let errors = parse(dir.path(), audit).unwrap_err();

@@ -1,11 +1,16 @@
 //! `ehrgate audit query`: records that match every filter given, streamed from the files
 //! oldest first; a table by default, the records themselves (JSON lines) with `--json`.
+//! Request records by default; protocol refusals (connections and requests refused below
+//! the request handler) with `--refusals`.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ehrgate::audit::query::{self, DecisionFilter, Filter, QueryError, RecordView};
+use ehrgate::audit::query::{
+    self, DecisionFilter, Filter, QueryError, QueryStats, RecordView, RefusalFilter,
+};
+use ehrgate::audit::refusal::RefusalRecord;
 use ehrgate::audit::report::text::clip;
 use ehrgate::audit::time;
 
@@ -43,6 +48,18 @@ pub struct Args {
     /// Only records flagged for review.
     #[arg(long)]
     review: bool,
+    /// The client's address as seen on the socket.
+    #[arg(long)]
+    source: Option<String>,
+    /// Protocol-refusal records instead of request records: connections and requests the
+    /// gateway refused below the request handler (`--source`, `--cause`, `--since`,
+    /// `--until` and `--limit` apply).
+    #[arg(long, conflicts_with_all = ["user", "patient", "client", "decision", "rule", "min_risk", "review"])]
+    refusals: bool,
+    /// With `--refusals`: a cause (`http1-malformed`, `http2-stream-reset`, `tls-handshake`,
+    /// ...), of the record or counted in an aggregate.
+    #[arg(long, requires = "refusals")]
+    cause: Option<String>,
     /// Print the matching records as JSON lines, exactly as stored.
     #[arg(long)]
     json: bool,
@@ -62,6 +79,9 @@ fn parse_time(text: &str) -> Result<u64, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.refusals {
+        return run_refusals(args);
+    }
     let filter = Filter {
         user: args.user,
         patient: args.patient,
@@ -72,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         since_ms: args.since,
         until_ms: args.until,
         review: args.review,
+        source: args.source,
     };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -89,6 +110,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(true)
     });
     let flushed = out.flush();
+    finish(result, flushed, "records")
+}
+
+fn run_refusals(args: Args) -> anyhow::Result<ExitCode> {
+    let filter = RefusalFilter {
+        source: args.source,
+        cause: args.cause,
+        since_ms: args.since,
+        until_ms: args.until,
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let json = args.json;
+    if !json {
+        refusal_header(&mut out)?;
+    }
+    let result = query::run_refusals(&args.dir, &filter, args.limit, |record, line| {
+        if json {
+            out.write_all(line)?;
+            out.write_all(b"\n")?;
+        } else {
+            refusal_row(&mut out, record)?;
+        }
+        Ok(true)
+    });
+    let flushed = out.flush();
+    finish(result, flushed, "protocol-refusal records")
+}
+
+fn finish(
+    result: Result<QueryStats, QueryError>,
+    flushed: io::Result<()>,
+    what: &str,
+) -> anyhow::Result<ExitCode> {
     match result {
         Ok(stats) => {
             if let Err(error) = flushed
@@ -97,7 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 return Err(error.into());
             }
             eprintln!(
-                "{} of {} records read matched ({} file(s) in range)",
+                "{} of {} {what} read matched ({} file(s) in range)",
                 stats.matched, stats.records, stats.files
             );
             Ok(ExitCode::SUCCESS)
@@ -105,6 +160,54 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(QueryError::Io(error)) if is_broken_pipe(&error) => Ok(ExitCode::SUCCESS),
         Err(error) => Err(error.into()),
     }
+}
+
+fn refusal_header(out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<24} {:>8} {:<40} {:<9} {:<26} {:>6} {:>7}  DETAIL",
+        "TIME", "SEQ", "SOURCE", "PROTOCOL", "CAUSE", "STATUS", "COUNT"
+    )
+}
+
+fn refusal_row(out: &mut impl Write, record: &RefusalRecord) -> io::Result<()> {
+    let source = match (&record.source_address, record.source_port) {
+        (Some(address), Some(port)) if address.contains(':') => format!("[{address}]:{port}"),
+        (Some(address), Some(port)) => format!("{address}:{port}"),
+        (Some(address), None) => address.clone(),
+        (None, _) => "(other addresses)".to_owned(),
+    };
+    let (cause, detail) = match &record.aggregate {
+        Some(aggregate) => {
+            let causes: Vec<String> = aggregate
+                .causes
+                .iter()
+                .map(|(cause, count)| format!("{cause}={count}"))
+                .collect();
+            (
+                "aggregate".to_owned(),
+                format!("until {}: {}", aggregate.until, causes.join(" ")),
+            )
+        }
+        None => (
+            record.cause.clone().unwrap_or_else(|| "-".into()),
+            record.detail.clone().unwrap_or_default(),
+        ),
+    };
+    writeln!(
+        out,
+        "{:<24} {:>8} {:<40} {:<9} {:<26} {:>6} {:>7}  {}",
+        record.time,
+        record.seq,
+        clip(&source, 40),
+        record.protocol.as_deref().unwrap_or("-"),
+        clip(&cause, 26),
+        record
+            .status
+            .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+        record.count(),
+        detail
+    )
 }
 
 fn header(out: &mut impl Write) -> io::Result<()> {
