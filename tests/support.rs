@@ -6,6 +6,8 @@
 pub mod gateway;
 #[path = "support/http.rs"]
 pub mod http;
+#[path = "support/redis.rs"]
+pub mod redis;
 #[path = "support/tokens.rs"]
 pub mod tokens;
 #[path = "support/upstream.rs"]

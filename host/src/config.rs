@@ -72,6 +72,8 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     pub sandbox: SandboxSettings,
     pub state: MemoryStateLimits,
+    /// Where state lives when it is shared: `[state.redis]` with `backend = "redis"`.
+    pub state_redis: Option<crate::state::RedisSettings>,
     /// One state partition per policy name, with the policy's own capacities if it gave
     /// some (`[routes.policies.state]`).
     pub state_partitions: Vec<(String, Option<MemoryStateLimits>)>,
@@ -276,8 +278,13 @@ impl Checker<'_> {
             .collect();
         let routes = self.check_routes(&file.routes, &upstream_names, &file.sandbox);
         let state_partitions = self.check_state_partitions(&file.routes);
-        for problem in crate::state::limits_problems(&file.state) {
+        for problem in crate::state::limits_problems(&file.state.limits) {
             self.problem(None, format!("`state`: {problem}"), None);
+        }
+        if let Some(redis) = &file.state.redis {
+            for problem in redis.problems(file.sandbox.wall_limit_ms) {
+                self.problem(None, format!("`state.redis`: {problem}"), None);
+            }
         }
         self.check_instance_slots(&routes, &file.sandbox);
         if routes.is_empty() {
@@ -310,7 +317,8 @@ impl Checker<'_> {
                     .collect(),
                 ..file.sandbox
             },
-            state: file.state,
+            state: file.state.limits,
+            state_redis: file.state.redis.clone(),
             state_partitions,
             issuers: file.identity.issuers,
             upstreams,

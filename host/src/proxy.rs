@@ -151,7 +151,7 @@ impl Gateway {
 pub struct Shared {
     pub gateway: ArcSwap<Gateway>,
     pub engine: PolicyEngine,
-    pub state: Arc<crate::state::MemoryPartitions>,
+    pub state: Arc<crate::state::GatewayState>,
     pub audit: Option<AuditLog>,
     pub metrics: metrics::Metrics,
     pub concurrency: Arc<tokio::sync::Semaphore>,

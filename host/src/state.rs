@@ -25,6 +25,7 @@ mod counter;
 mod counting_alloc;
 mod distinct;
 mod footprint;
+mod gateway;
 mod handle;
 mod memory;
 mod metrics;
@@ -34,6 +35,7 @@ mod redis;
 mod table;
 
 pub use bucket::{BucketSpec, BucketStatus};
+pub use gateway::GatewayState;
 pub use handle::StateHandle;
 pub use memory::{MemoryState, MemoryStateLimits, StateStats, limits_problems};
 pub use metrics::{BackendLabels, CallLabels, StateCallMetrics, state_call_metrics};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ehrgate::config;
 use ehrgate::engine::PolicyEngine;
 use ehrgate::proxy::Gateway;
-use ehrgate::state::MemoryPartitions;
+use ehrgate::state::GatewayState;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,8 +31,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let state = Arc::new(MemoryPartitions::new(config.state));
-    state.configure(&config.state_partitions);
+    // A runtime for the Redis client (its connections live on one) and the reachability
+    // check below.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _entered = runtime.enter();
+    let state = Arc::new(GatewayState::open(
+        config.state,
+        config.state_redis.as_ref(),
+        &config.base_dir,
+        &config.state_partitions,
+    )?);
+    if let Some(redis) = state.redis()
+        && let Err(error) = runtime.block_on(redis.ping())
+    {
+        eprintln!(
+            "{}: `state.redis`: cannot reach {}: {error}",
+            args.config.display(),
+            redis.describe()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let engine = PolicyEngine::new(config.sandbox.clone(), state)?;
     let routes = config.routes.len();
     let policies: usize = config.routes.iter().map(|r| r.policies.len()).sum();

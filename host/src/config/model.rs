@@ -13,7 +13,7 @@ use crate::audit::Durability;
 use crate::audit::settings;
 use crate::engine::{Mode, SandboxSettings};
 use crate::request::identity::IssuerConfig;
-use crate::state::MemoryStateLimits;
+use crate::state::{MemoryStateLimits, RedisSettings};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -27,7 +27,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub sandbox: SandboxSettings,
     #[serde(default)]
-    pub state: MemoryStateLimits,
+    pub state: StateSection,
     #[serde(default)]
     pub identity: IdentityConfig,
     #[serde(default)]
@@ -36,6 +36,60 @@ pub struct ConfigFile {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub audit: AuditConfig,
+}
+
+/// `[state]`: the capacities (`buckets`, `counters`, ... as [`MemoryStateLimits`]), and
+/// where state lives: `backend = "memory"` (the default, in this process) or `"redis"`
+/// with `[state.redis]` (shared by every replica).
+#[derive(Debug, Default)]
+pub struct StateSection {
+    pub limits: MemoryStateLimits,
+    pub redis: Option<RedisSettings>,
+}
+
+impl<'de> Deserialize<'de> for StateSection {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let backend = match table.remove("backend") {
+            None => "memory".to_string(),
+            Some(toml::Value::String(name)) => name,
+            Some(_) => {
+                return Err(D::Error::custom(
+                    "`backend` must be \"memory\" or \"redis\"",
+                ));
+            }
+        };
+        let redis = table
+            .remove("redis")
+            .map(|value| value.try_into::<RedisSettings>())
+            .transpose()
+            .map_err(|error| D::Error::custom(format!("in `[state.redis]`: {error}")))?;
+        let limits = toml::Value::Table(table)
+            .try_into::<MemoryStateLimits>()
+            .map_err(D::Error::custom)?;
+        let redis = match (backend.as_str(), redis) {
+            ("memory", None) => None,
+            ("memory", Some(_)) => {
+                return Err(D::Error::custom(
+                    "`[state.redis]` is given but `backend` is \"memory\"; set \
+                     `backend = \"redis\"` or remove the table",
+                ));
+            }
+            ("redis", Some(settings)) => Some(settings),
+            ("redis", None) => {
+                return Err(D::Error::custom(
+                    "`backend = \"redis\"` needs a `[state.redis]` table with at least `url`",
+                ));
+            }
+            (other, _) => {
+                return Err(D::Error::custom(format!(
+                    "`backend` is `{other}`; use \"memory\" or \"redis\""
+                )));
+            }
+        };
+        Ok(StateSection { limits, redis })
+    }
 }
 
 /// `[server]`: the client-facing listener.

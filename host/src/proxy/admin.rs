@@ -48,7 +48,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 let in_flight = activity.begin(opened);
                 async move {
                     let _in_flight = in_flight;
-                    Ok::<_, Infallible>(respond(&shared, &request))
+                    let state = match request.uri().path() {
+                        "/readyz" => state_backend(&shared).await,
+                        _ => Ok(String::new()),
+                    };
+                    Ok::<_, Infallible>(respond(&shared, &request, state))
                 }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
@@ -62,12 +66,34 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<ProxyBody> {
+/// The state backend's line of `/readyz`: in memory, or whether the shared server answers.
+async fn state_backend(shared: &Shared) -> Result<String, String> {
+    match shared.state.redis() {
+        None => Ok("state: memory\n".to_owned()),
+        Some(redis) => match redis.ping().await {
+            Ok(()) => Ok(format!("state: redis {} reachable\n", redis.describe())),
+            Err(error) => Err(format!("state: redis {}: {error}\n", redis.describe())),
+        },
+    }
+}
+
+fn respond(
+    shared: &Shared,
+    request: &Request<Incoming>,
+    state: Result<String, String>,
+) -> Response<ProxyBody> {
     let (status, content_type, body) = match request.uri().path() {
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        "/readyz" if shared.ready.load(Ordering::Relaxed) => {
-            (StatusCode::OK, "text/plain", "ready\n".to_owned())
-        }
+        "/readyz" if shared.ready.load(Ordering::Relaxed) => match state {
+            Ok(line) => (StatusCode::OK, "text/plain", format!("ready\n{line}")),
+            // Every state call fails while the shared server is away: the policies refuse
+            // (fail closed), so the replica is not ready.
+            Err(line) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("state backend unavailable\n{line}"),
+            ),
+        },
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",

@@ -223,6 +223,26 @@ impl Metrics {
             .register_collector(Box::new(StateCollector { state }));
     }
 
+    /// Adds the state imports' calls, errors and latency by backend and operation.
+    pub fn watch_state_calls(&mut self) {
+        let calls = crate::state::state_call_metrics();
+        self.registry.register(
+            "state_calls",
+            "State import calls by backend and operation",
+            calls.calls.clone(),
+        );
+        self.registry.register(
+            "state_call_errors",
+            "State import calls that failed (backend unreachable, timed out, refused)",
+            calls.errors.clone(),
+        );
+        self.registry.register(
+            "state_call_seconds",
+            "Time a state import call took, by backend",
+            calls.seconds.clone(),
+        );
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();

@@ -26,7 +26,7 @@ use super::{ConnectionInfo, Gateway, Shared, phases};
 use crate::audit::AuditLog;
 use crate::config::{self, GatewayConfig, LimitsConfig, TlsFiles};
 use crate::engine::PolicyEngine;
-use crate::state::MemoryPartitions;
+use crate::state::GatewayState;
 
 /// Time a client gets to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,14 +37,18 @@ pub struct Prepared {
     pub config: GatewayConfig,
     pub engine: PolicyEngine,
     pub gateway: Gateway,
-    pub state: Arc<MemoryPartitions>,
+    pub state: Arc<GatewayState>,
 }
 
 /// Loads the configuration, builds the gateway and the engine and state it needs.
 pub fn prepare(config_path: &Path) -> anyhow::Result<Prepared> {
     let config = config::load(config_path).map_err(|e| anyhow!("{e}"))?;
-    let state = Arc::new(MemoryPartitions::new(config.state));
-    state.configure(&config.state_partitions);
+    let state = Arc::new(GatewayState::open(
+        config.state,
+        config.state_redis.as_ref(),
+        &config.base_dir,
+        &config.state_partitions,
+    )?);
     let engine = PolicyEngine::new(config.sandbox.clone(), state.clone())?;
     let gateway = Gateway::build(config.clone(), &engine)
         .map_err(|problems| anyhow!("{}", problems.join("\n")))?;
@@ -82,7 +86,21 @@ pub async fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     };
     let mut metrics = Metrics::new();
     metrics.watch_engine(engine.clone());
-    metrics.watch_state(state.clone());
+    if let Some(partitions) = state.memory() {
+        metrics.watch_state(partitions.clone());
+    }
+    metrics.watch_state_calls();
+    if let Some(redis) = state.redis() {
+        match redis.ping().await {
+            Ok(()) => tracing::info!(server = redis.describe(), "state on Redis"),
+            Err(error) => tracing::error!(
+                server = redis.describe(),
+                %error,
+                "the Redis state server does not answer; every state call fails (policies \
+                 refuse) until it does"
+            ),
+        }
+    }
     if let Some(audit) = &audit {
         metrics.watch_audit(audit.watch());
     }
@@ -354,6 +372,9 @@ async fn reload(config_path: &Path, shared: &Arc<Shared>) {
         if config.audit != current_audit {
             // The log's chain and files belong to one writer for the process's life.
             tracing::warn!("`[audit]` changed; the new settings take effect on restart");
+        }
+        if config.state_redis.is_some() != state.redis().is_some() {
+            anyhow::bail!("`[state] backend` changed; the state backend changes only on restart");
         }
         let (totals, partitions) = (config.state, config.state_partitions.clone());
         let gateway = Gateway::build(config, &engine)
