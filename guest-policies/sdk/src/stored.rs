@@ -12,12 +12,12 @@
 //!
 //! | header | value |
 //! |---|---|
-//! | `x-ehrgate-stored` | `found` or `absent` (an update that creates); missing when the gateway did not read |
+//! | `x-ehrgate-stored` | `found` or `absent`; missing when the gateway did not read |
 //! | `x-ehrgate-stored-patients` | when found: the patient ids the stored resource references anywhere, sorted, `,`-separated, empty when none |
 //! | `x-ehrgate-stored-version` | when found and the upstream versions it: the version id the write is pinned to |
 //!
-//! A patch or delete of nothing never reaches the policies (the gateway answers 404), and
-//! neither does a read that failed (502, 504, or 403 when the upstream refused it). Without
+//! A read that failed never reaches the policies (the gateway answers 502, 504, or 403 when
+//! the upstream refused it). Without
 //! the headers (a route with `verify_write_owner = "off"`, a token the route does not cover,
 //! a Bundle entry) the owner is unknown.
 
@@ -38,8 +38,10 @@ pub enum Stored<'a> {
         version: Option<&'a str>,
         patients: Vec<&'a str>,
     },
-    /// Nothing is stored under the id: the update creates the resource, and the gateway
-    /// forwards it with `If-None-Match: *`.
+    /// Nothing is stored under the id: an update creates the resource, and the gateway
+    /// forwards it with `If-None-Match: *`; a patch or delete that the policies allow is
+    /// answered 404 by the gateway and not forwarded (there is nothing to change). The
+    /// policies judge first, so a caller they refuse learns nothing about which ids exist.
     Absent,
 }
 

@@ -383,6 +383,7 @@ fn evaluate_call(
     let mut request = policy_request(id, call, time_ms, &method, &target, &classification, body);
     let mut forwarded = BTreeMap::new();
     let mut stored_note = String::new();
+    let mut nothing = None;
     if let Some(stored_case) = stored_case {
         // The case says what the upstream holds, so the gateway read it: whichever route
         // mode made it read, the judgement is the same.
@@ -423,7 +424,7 @@ fn evaluate_call(
                 .map_err(|_| format!("`if_match` `{if_match}` is not a header value"))?;
             client.insert(http::header::IF_MATCH, value);
         }
-        match stored::condition(&found, &client) {
+        match stored::condition(&stored_target, &found, &client) {
             Ok(condition) => {
                 if let Some(condition) = condition {
                     let (name, value) = condition.header();
@@ -438,6 +439,7 @@ fn evaluate_call(
             }
         }
         request.headers.extend(stored::policy_headers(&found));
+        nothing = stored::nothing_to_change(&stored_target, &found);
     }
     let classified = format!("{}{stored_note}", describe(&request));
     let mut decisions = Vec::new();
@@ -461,6 +463,17 @@ fn evaluate_call(
         .iter()
         .find_map(|d| d.denial.as_ref().map(|denial| denial.message.clone()))
         .unwrap_or_default();
+    // The gateway answers a patch or delete of nothing itself, once the policies allowed it.
+    let (outcome, message) = match (outcome, nothing) {
+        (Outcome::Allow, Some(rejection)) => (
+            Outcome::Refuse {
+                status: rejection.status,
+                rule: rejection.rule_id.to_string(),
+            },
+            rejection.message,
+        ),
+        (outcome, _) => (outcome, message),
+    };
     if outcome != Outcome::Allow {
         forwarded.clear();
     }

@@ -330,11 +330,11 @@ async fn run(
                 pre_read::read(route, &target, token.as_deref(), max_bytes, context).await?;
             classification.patients = stored::merge_patients(&classification.patients, &stored);
             context.patients = classification.patients.clone();
-            let condition = stored::condition(&stored, &parts.headers)?;
+            let condition = stored::condition(&target, &stored, &parts.headers)?;
             if let Some(record) = &mut context.pre_read {
                 record.condition = condition.clone();
             }
-            Some((stored, condition))
+            Some((target, stored, condition))
         }
     };
 
@@ -349,7 +349,7 @@ async fn run(
         body.as_deref(),
     );
     // The gateway's own headers, whatever the allow-list says (clients cannot send them).
-    if let Some((stored, _)) = &stored {
+    if let Some((_, stored, _)) = &stored {
         policy_request
             .headers
             .extend(stored::policy_headers(stored));
@@ -369,6 +369,13 @@ async fn run(
         });
     }
 
+    if let Some(nothing) = stored
+        .as_ref()
+        .and_then(|(target, stored, _)| stored::nothing_to_change(target, stored))
+    {
+        return Err(nothing.into());
+    }
+
     // forward
     let forwarded_body = if is_post_search {
         Some(Bytes::from(below.query()))
@@ -376,7 +383,7 @@ async fn run(
         body
     };
     let mut upstream_headers = headers::upstream_headers(&parts.headers);
-    if let Some((_, Some(condition))) = &stored {
+    if let Some((_, _, Some(condition))) = &stored {
         // The gateway's condition pins the version the client's own was judged on.
         upstream_headers.remove(header::IF_MATCH);
         upstream_headers.remove(header::IF_NONE_MATCH);

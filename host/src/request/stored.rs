@@ -12,9 +12,9 @@
 //!
 //! The gateway does not decide who may write what: a launch patient does not make a token
 //! patient-bound for every scope it carries (an EHR launch gives clinicians one too), so the
-//! policies judge the patients; the gateway only refuses what leaves it nothing to judge: a
-//! read that failed, a patch or delete of nothing, a client precondition the stored version
-//! does not meet.
+//! policies judge the patients; the gateway only refuses what leaves it nothing to judge (a
+//! read that failed, a client precondition the stored version does not meet) or nothing to
+//! do (a patch or delete of nothing, after the policies allowed it).
 //!
 //! This module is pure, so the fixture runner (`ehrgate policy test`) judges a case's stored
 //! resource exactly as the proxy judges the upstream's.
@@ -176,20 +176,7 @@ pub fn judge(target: &StoredTarget, response: StoredResponse<'_>) -> Result<Stor
     match response.status {
         200 => found(target, response),
         // R4 http.html#read: 410 for a deleted resource, 404 for an unknown one.
-        404 | 410 => match target.interaction {
-            Interaction::Update => Ok(Stored::Absent),
-            // Nothing to change. Forwarded, the write would change whatever someone stored
-            // under the id after the read, unchecked.
-            _ => Err(Rejection::new(
-                404,
-                "preread.not-found",
-                format!(
-                    "{} does not exist, so there is nothing to {}",
-                    target.describe(),
-                    verb(target.interaction)
-                ),
-            )),
-        },
+        404 | 410 => Ok(Stored::Absent),
         401 | 403 => Err(Rejection::new(
             403,
             "preread.refused",
@@ -206,6 +193,25 @@ pub fn judge(target: &StoredTarget, response: StoredResponse<'_>) -> Result<Stor
             &format!("the upstream answered the read with status {status}"),
         )),
     }
+}
+
+/// A patch or delete of nothing, once the policies allowed it, is answered 404 here and not
+/// forwarded: there is nothing to change, and forwarded, the write would change whatever
+/// someone stored under the id after the read, unchecked. (After the policies, so that a
+/// caller they refuse learns nothing about which ids exist.) An update of nothing creates.
+pub fn nothing_to_change(target: &StoredTarget, stored: &Stored) -> Option<Rejection> {
+    let changes = matches!(target.interaction, Interaction::Patch | Interaction::Delete);
+    (changes && *stored == Stored::Absent).then(|| {
+        Rejection::new(
+            404,
+            "preread.not-found",
+            format!(
+                "{} does not exist, so there is nothing to {}",
+                target.describe(),
+                verb(target.interaction)
+            ),
+        )
+    })
 }
 
 fn found(target: &StoredTarget, response: StoredResponse<'_>) -> Result<Stored, Rejection> {
@@ -300,7 +306,17 @@ impl std::fmt::Display for Condition {
 /// that holds is kept by the gateway's own, which pins the very version it was judged on.
 /// When the upstream gave no version, nothing is pinned and the client's headers go on as
 /// they are: the owner was still checked, but a concurrent change is not caught.
-pub fn condition(stored: &Stored, client: &HeaderMap) -> Result<Option<Condition>, Rejection> {
+///
+/// A patch or delete of nothing gets no condition: it is not forwarded
+/// ([`nothing_to_change`]), and its 404 wins over any precondition (RFC 9110 §13.2.1).
+pub fn condition(
+    target: &StoredTarget,
+    stored: &Stored,
+    client: &HeaderMap,
+) -> Result<Option<Condition>, Rejection> {
+    if nothing_to_change(target, stored).is_some() {
+        return Ok(None);
+    }
     let if_match = header_values(client, "if-match");
     let if_none_match = header_values(client, "if-none-match");
     match stored {

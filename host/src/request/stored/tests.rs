@@ -22,6 +22,10 @@ fn principal(launch_patient: Option<&str>, fhir_user: Option<&str>) -> Principal
     }
 }
 
+fn update() -> StoredTarget {
+    observation_target(Interaction::Update)
+}
+
 fn observation_target(interaction: Interaction) -> StoredTarget {
     StoredTarget {
         interaction,
@@ -146,25 +150,43 @@ fn a_found_resource_gives_its_version_and_every_patient_it_references() {
 }
 
 #[test]
-fn absence_lets_an_update_create_and_refuses_a_patch_or_delete() {
+fn absence_lets_an_update_create_and_leaves_a_patch_or_delete_nothing_to_change() {
     for status in [404, 410] {
         let response = StoredResponse {
             status,
             etag: None,
             body: b"{}",
         };
-        assert_eq!(
-            judge(&observation_target(Interaction::Update), response),
-            Ok(Stored::Absent)
-        );
+        let update = observation_target(Interaction::Update);
+        assert_eq!(judge(&update, response), Ok(Stored::Absent));
+        assert_eq!(nothing_to_change(&update, &Stored::Absent), None);
         for interaction in [Interaction::Patch, Interaction::Delete] {
-            let refused = judge(&observation_target(interaction), response).unwrap_err();
+            let target = observation_target(interaction);
+            assert_eq!(judge(&target, response), Ok(Stored::Absent));
+            let refused = nothing_to_change(&target, &Stored::Absent).unwrap();
             assert_eq!(
                 (refused.status, refused.rule_id),
                 (404, "preread.not-found")
             );
+            // The 404 wins over the client's preconditions.
+            assert_eq!(
+                condition(
+                    &target,
+                    &Stored::Absent,
+                    &client(&[("if-match", "W/\"1\"")])
+                ),
+                Ok(None)
+            );
         }
     }
+    let found = Stored::Found {
+        version: None,
+        patients: vec![],
+    };
+    assert_eq!(
+        nothing_to_change(&observation_target(Interaction::Delete), &found),
+        None
+    );
 }
 
 #[test]
@@ -220,18 +242,21 @@ fn the_write_is_pinned_to_the_version_read_and_client_preconditions_are_judged_o
         patients: vec!["p1".into()],
     };
     let pinned = Ok(Some(Condition::IfMatch("3".into())));
-    assert_eq!(condition(&found, &client(&[])), pinned);
+    assert_eq!(condition(&update(), &found, &client(&[])), pinned);
     assert_eq!(
-        condition(&found, &client(&[("if-match", "W/\"3\"")])),
+        condition(&update(), &found, &client(&[("if-match", "W/\"3\"")])),
         pinned
     );
     assert_eq!(
-        condition(&found, &client(&[("if-match", "\"2\", \"3\"")])),
+        condition(&update(), &found, &client(&[("if-match", "\"2\", \"3\"")])),
         pinned
     );
-    assert_eq!(condition(&found, &client(&[("if-match", "*")])), pinned);
     assert_eq!(
-        condition(&found, &client(&[("if-none-match", "W/\"2\"")])),
+        condition(&update(), &found, &client(&[("if-match", "*")])),
+        pinned
+    );
+    assert_eq!(
+        condition(&update(), &found, &client(&[("if-none-match", "W/\"2\"")])),
         pinned
     );
     for refused in [
@@ -239,7 +264,7 @@ fn the_write_is_pinned_to_the_version_read_and_client_preconditions_are_judged_o
         client(&[("if-none-match", "*")]),
         client(&[("if-none-match", "W/\"3\"")]),
     ] {
-        let rejection = condition(&found, &refused).unwrap_err();
+        let rejection = condition(&update(), &found, &refused).unwrap_err();
         assert_eq!(
             (rejection.status, rejection.rule_id),
             (412, "preread.precondition-failed")
@@ -258,21 +283,26 @@ fn the_write_is_pinned_to_the_version_read_and_client_preconditions_are_judged_o
 #[test]
 fn a_create_by_update_is_pinned_to_absence_and_an_unversioned_upstream_gets_no_condition() {
     assert_eq!(
-        condition(&Stored::Absent, &client(&[])),
+        condition(&update(), &Stored::Absent, &client(&[])),
         Ok(Some(Condition::IfNoneMatchAny))
     );
     assert_eq!(
-        condition(&Stored::Absent, &client(&[("if-none-match", "*")])),
+        condition(
+            &update(),
+            &Stored::Absent,
+            &client(&[("if-none-match", "*")])
+        ),
         Ok(Some(Condition::IfNoneMatchAny))
     );
-    let rejection = condition(&Stored::Absent, &client(&[("if-match", "*")])).unwrap_err();
+    let rejection =
+        condition(&update(), &Stored::Absent, &client(&[("if-match", "*")])).unwrap_err();
     assert_eq!(rejection.status, 412);
     let unversioned = Stored::Found {
         version: None,
         patients: vec![],
     };
     assert_eq!(
-        condition(&unversioned, &client(&[("if-match", "W/\"2\"")])),
+        condition(&update(), &unversioned, &client(&[("if-match", "W/\"2\"")])),
         Ok(None)
     );
 }
