@@ -271,10 +271,20 @@ fn a_concurrent_change_between_the_read_and_the_write_is_refused_upstream() {
     assert_eq!(record["pre_read"]["version"], "3");
 }
 
+/// What the test calls it, the upstream's answer to the read, the method, extra client
+/// headers, and the refusal expected.
+type RefusalCase = (
+    &'static str,
+    Reply,
+    &'static str,
+    &'static str,
+    (u16, &'static str),
+);
+
 #[test]
 fn the_gateway_refuses_what_it_cannot_judge_and_forwards_nothing() {
     let audit = audit();
-    let cases: Vec<(&str, Reply, &str, &str, (u16, &str))> = vec![
+    let cases: Vec<RefusalCase> = vec![
         (
             "a client precondition on another version",
             Reply::json(OWN_OBSERVATION).with_header("etag", "W/\"3\""),
