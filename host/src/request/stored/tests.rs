@@ -1,3 +1,6 @@
+//! The pre-read's judgement: which writes are read first, what an answer means, which
+//! condition the write goes with, and what policies are told.
+
 use http::{HeaderMap, HeaderValue, Method};
 
 use super::*;
