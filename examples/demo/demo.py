@@ -2,9 +2,9 @@
 
     demo.py seed     --fhir URL --out cast.json     synthetic patients and staff, straight into the EHR
     demo.py config   --cast cast.json --template T --out gateway.toml --set k=v ...
-    demo.py traffic  --cast cast.json --gateway URL --key idp.key.pem [--check]
+    demo.py traffic  --cast cast.json --gateway URL --key idp.key.pem --fhir URL [--check]
 
-`traffic` plays seven personas through the gateway with fhirclient (SMART on FHIR's Python
+`traffic` plays eight personas through the gateway with fhirclient (SMART on FHIR's Python
 client), prints what happened per persona, and with --check fails unless every action got
 the outcome written next to it: allowed actions must return the EHR's real data, refused ones
 the expected rule.
@@ -40,17 +40,18 @@ def seed(args):
 
     payer = create({"resourceType": "Organization", "name": "Demo Health Plan"})
     patients = []
+    observations = {}
     for index, family in enumerate(FAMILIES):
         patient = {"resourceType": "Patient", "name": [{"family": family, "given": [f"Demo{index}"]}],
                    "gender": "female" if index % 2 else "male", "birthDate": f"19{50 + index}-03-0{1 + index % 9}"}
         patient_id = create(patient)
         patients.append(patient_id)
         for code, value in [("8867-4", 70 + index), ("8310-5", 36.6), ("2339-0", 90 + index)]:
-            create({"resourceType": "Observation", "status": "final",
+            observations.setdefault(patient_id, []).append(create({"resourceType": "Observation", "status": "final",
                     "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
                     "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
                     "subject": {"reference": f"Patient/{patient_id}"},
-                    "valueQuantity": {"value": value}})
+                    "valueQuantity": {"value": value}}))
         create({"resourceType": "Condition", "subject": {"reference": f"Patient/{patient_id}"},
                 "code": {"text": "Hypertension"}, "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}})
         coverage = create({"resourceType": "Coverage", "status": "active",
@@ -65,6 +66,9 @@ def seed(args):
         "patients": patients,
         "launch_patient": patients[0],
         "other_patient": patients[1],
+        # One observation each of the launch patient and the other one, for the writes.
+        "own_observation": observations[patients[0]][0],
+        "other_observation": observations[patients[1]][0],
         "care_team": {"Practitioner/dr-baker": patients[2:5]},
         "vip": [patients[11]],
     }
@@ -109,6 +113,7 @@ class Persona:
         self.client = fhir_client.FHIRClient(settings={"app_id": claims["client_id"], "api_base": gateway + route + "/"})
         self.client.server.session.headers["Authorization"] = f"Bearer {token}"
         self.outcomes = []
+        self.checks = []
         # Outcomes that must show up at least once (for actions whose exact turn depends on
         # counters, such as the request where a trawl crosses the volume threshold).
         self.must_see = []
@@ -130,6 +135,10 @@ class Persona:
             detail = None
         self.outcomes.append((what, outcome, expect, detail))
         return detail
+
+    def check(self, what, verify):
+        """Records a fact checked outside the gateway: `verify` returns a problem or None."""
+        self.checks.append((what, verify()))
 
 
 def refusal(response):
@@ -153,6 +162,42 @@ def search(resource, **params):
 
 def post(path, body):
     return lambda server: server.post_json(path, body).json()
+
+
+def put(path, body):
+    return lambda server: server.put_json(path, body).json()
+
+
+def patch(path, operations):
+    """JSON Patch (RFC 6902), which FHIR R4 accepts as `application/json-patch+json`."""
+    def run(server):
+        response = server.session.patch(server.base_uri + path, data=json.dumps(operations), headers={
+            "Content-Type": "application/json-patch+json", "Accept": "application/fhir+json"})
+        server.raise_for_status(response)
+        return response.json()
+    return run
+
+
+def direct(fhir, path):
+    """Reads a resource from the EHR itself, not through the gateway."""
+    response = requests.get(f"{fhir}/{path}", headers={"Accept": "application/fhir+json"})
+    response.raise_for_status()
+    return response.json()
+
+
+def unchanged(before, after):
+    if before == after:
+        return None
+    return f"changed: version {before.get('meta', {}).get('versionId')} -> {after.get('meta', {}).get('versionId')}, status {before.get('status')} -> {after.get('status')}"
+
+
+def stale_write_refused(fhir, path):
+    current = direct(fhir, path)
+    response = requests.put(f"{fhir}/{path}", data=json.dumps(current), headers={
+        "Content-Type": "application/fhir+json", "If-Match": 'W/"1"'})
+    if response.status_code == 412:
+        return None
+    return f"a write pinned to version 1 of version {current['meta']['versionId']} got {response.status_code}"
 
 
 def kickoff(path):
@@ -235,6 +280,32 @@ def traffic(args):
             {"request": {"method": "GET", "url": f"Observation?patient={me}"}},
             {"request": {"method": "GET", "url": f"Patient/{other}"}}]}), "403 least-privilege.compartment")
 
+    # A patient's own app, allowed to update their observations: the gateway reads the
+    # stored resource before every update, patch or delete by id, so the body's subject
+    # cannot make another patient's record the app's own.
+    app = persona("patient app (writes)", {
+        "sub": "patient-user-0", "client_id": "patient-app", "patient": me, "fhirUser": f"Patient/{me}",
+        "scope": "launch/patient patient/Observation.rus"})
+    own_obs, other_obs = cast["own_observation"], cast["other_observation"]
+    before = direct(args.fhir, f"Observation/{other_obs}")
+    app.act("overwrite another patient's observation by id", put(f"Observation/{other_obs}", {
+        "resourceType": "Observation", "id": other_obs, "status": "entered-in-error",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": f"Patient/{me}"}}), "403 least-privilege.stored-owner")
+    app.act("patch another patient's observation by id", patch(f"Observation/{other_obs}", [
+        {"op": "replace", "path": "/status", "value": "entered-in-error"}]), "403 least-privilege.stored-owner")
+    app.check("the other patient's observation, read from the EHR, is unchanged",
+              lambda: unchanged(before, direct(args.fhir, f"Observation/{other_obs}")))
+    own = direct(args.fhir, f"Observation/{own_obs}")
+    own["status"] = "amended"
+    app.act("update its own observation", put(f"Observation/{own_obs}", own), "allow")
+    app.act("patch its own observation", patch(f"Observation/{own_obs}", [
+        {"op": "replace", "path": "/status", "value": "corrected"}]), "allow")
+    # The race: the gateway pins every write to the version it read (If-Match). That holds
+    # only where the EHR honours If-Match, as sekmet-fhir does for update and patch.
+    app.check("the EHR refuses a write pinned to a version it no longer holds",
+              lambda: stale_write_refused(args.fhir, f"Observation/{own_obs}"))
+
     flood = persona("flooding client", {
         "sub": "kiosk-7", "client_id": "lobby-kiosk", "roles": ["nurse"], "patient": me,
         "scope": "launch/patient patient/Patient.r"})
@@ -262,6 +333,9 @@ def report(personas, check):
                 failures.append(f"{p.name}: {what}: expected {expect}, got {outcome}")
             elif outcome == "allow" and not real_data(detail):
                 failures.append(f"{p.name}: {what}: allowed but no FHIR data came back")
+        for what, problem in p.checks:
+            if problem is not None:
+                failures.append(f"{p.name}: {what}: {problem}")
         seen = {o for _, o, _, _ in p.outcomes}
         for wanted in p.must_see:
             if wanted not in seen:
@@ -274,7 +348,7 @@ def report(personas, check):
             print(f"{len(failures)} failed")
             sys.exit(1)
         total = sum(1 for p in personas for outcome in p.outcomes if outcome[2] is not None)
-        total += sum(len(p.must_see) for p in personas)
+        total += sum(len(p.must_see) + len(p.checks) for p in personas)
         print(f"{total} passed, 0 failed")
 
 
@@ -303,6 +377,7 @@ def main():
     p.add_argument("--cast", required=True)
     p.add_argument("--gateway", required=True)
     p.add_argument("--key", required=True)
+    p.add_argument("--fhir", required=True, help="the EHR's own base URL, to check writes directly")
     p.add_argument("--check", action="store_true")
     args = parser.parse_args()
     {"seed": seed, "config": config, "traffic": traffic}[args.command](args)

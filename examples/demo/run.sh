@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ehrgate demo: a real FHIR server (sekmet-fhir) with synthetic patients, the gateway in
-# front of it with the shipped policies and a strict audit log, scripted traffic from seven
+# front of it with the shipped policies and a strict audit log, scripted traffic from eight
 # personas through a real FHIR client library (fhirclient), a table of what happened, and
 # the auditor's view (`audit verify`, `audit report`). Everything runs on 127.0.0.1 and is
 # stopped at the end.
@@ -94,7 +94,8 @@ wait_for "http://127.0.0.1:$ADMIN_PORT/readyz" "the gateway"
 
 say "personas at work (through the gateway, with fhirclient)"
 "$VENV/bin/python" examples/demo/demo.py traffic --cast "$WORK/cast.json" \
-    --gateway "http://127.0.0.1:$GATEWAY_PORT" --key "$WORK/keys/idp.key.pem" $CHECK
+    --gateway "http://127.0.0.1:$GATEWAY_PORT" --key "$WORK/keys/idp.key.pem" \
+    --fhir "http://127.0.0.1:$SEKMET_PORT/fhir" $CHECK
 
 say "stopping the gateway (it drains, then seals the audit log with a final checkpoint)"
 kill -TERM "${pids[-1]}"

@@ -88,6 +88,7 @@ fn record(i: u64) -> AuditRecord {
             upstream: (!denied).then_some(2_400),
             total: 2_750,
         },
+        pre_read: None,
         prev_hash: String::new(),
         hash: String::new(),
     }

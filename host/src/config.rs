@@ -16,6 +16,7 @@ use crate::engine::{CallBudget, Mode, PolicySpec, SandboxSettings};
 use crate::request::canonical::canonicalize_target;
 use crate::request::fhir::{self, TypeName};
 use crate::request::identity::IssuerConfig;
+use crate::request::stored::VerifyWriteOwner;
 use crate::state::MemoryStateLimits;
 
 pub mod model;
@@ -113,6 +114,18 @@ impl GatewayConfig {
                 ));
             }
         }
+        for route in &self.routes {
+            if route.verify_write_owner == VerifyWriteOwner::Off {
+                warnings.push(format!(
+                    "route `{}` has `verify_write_owner = \"off\"`: updates, patches and \
+                     deletes by id are judged without the stored resource, so a patient-bound \
+                     token could change another patient's record unless the upstream checks it \
+                     (least-privilege refuses such writes unless \
+                     `allow_unverified_instance_writes`)",
+                    route.name
+                ));
+            }
+        }
         warnings.extend(self.issuers.iter().flat_map(IssuerConfig::warnings));
         if self.audit.is_none() {
             warnings.push(
@@ -157,6 +170,8 @@ pub struct RouteSettings {
     pub resource_types: Vec<String>,
     pub policy_headers: Vec<String>,
     pub policy_body: bool,
+    /// Whose writes by id are preceded by a read of the stored resource.
+    pub verify_write_owner: VerifyWriteOwner,
     pub policies: Vec<(PolicySpec, Mode)>,
 }
 
@@ -798,6 +813,7 @@ impl Checker<'_> {
                     .map(|h| h.to_ascii_lowercase())
                     .collect(),
                 policy_body: route.policy_body,
+                verify_write_owner: route.verify_write_owner,
                 policies,
             });
         }
@@ -1140,6 +1156,40 @@ mod tests {
             "",
         );
         assert!(errors.contains("`max_concurrent_calls` is 0"), "{errors}");
+    }
+
+    #[test]
+    fn verify_write_owner_takes_one_of_three_modes() {
+        for mode in ["patient-bound", "all", "off"] {
+            assert_eq!(
+                route_problems(&format!("verify_write_owner = \"{mode}\""), "", ""),
+                "",
+                "{mode}"
+            );
+        }
+        let errors = route_problems("verify_write_owner = \"patients\"", "", "");
+        assert!(
+            errors.contains("g.toml:15")
+                && errors.contains("unknown variant `patients`")
+                && errors.contains("`patient-bound`, `all`, `off`"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn a_route_that_does_not_read_stored_resources_is_a_warning() {
+        let source = "[server]\nlisten = \"127.0.0.1:1\"\n\n[[upstreams]]\nname = \"ehr\"\n\
+                      url = \"http://127.0.0.1:2/fhir\"\n\n[[routes]]\nname = \"ehr\"\n\
+                      prefix = \"/fhir\"\nupstream = \"ehr\"\nverify_write_owner = \"off\"\n";
+        let config = parse(source, Path::new("g.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            config
+                .warnings()
+                .iter()
+                .any(|w| w.starts_with("route `ehr` has `verify_write_owner = \"off\"`")),
+            "{:#?}",
+            config.warnings()
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod forward;
 pub mod metrics;
 pub mod outcome;
 mod phases;
+mod pre_read;
 mod record;
 pub mod refusals;
 pub mod server;

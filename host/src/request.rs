@@ -10,6 +10,7 @@ pub mod fhir;
 pub mod headers;
 pub mod identity;
 pub mod scope;
+pub mod stored;
 
 /// A request refused before any policy ran: malformed, ambiguous, over a limit or
 /// unauthenticated. The gateway answers with `status` and a FHIR OperationOutcome naming

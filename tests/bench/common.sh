@@ -26,6 +26,11 @@ trap cleanup EXIT
 cat > "$WORK/nginx/patient.json" <<'JSON'
 {"resourceType":"Patient","id":"pat-123","meta":{"versionId":"3","lastUpdated":"2026-01-05T10:00:00Z"},"name":[{"family":"Smith","given":["Jane"]}],"gender":"female","birthDate":"1980-04-02"}
 JSON
+# The patient's observation, for writes by id: what the gateway's read before an update
+# finds (version 3, from meta.versionId), and what the update is answered with.
+OBSERVATION='{"resourceType":"Observation","id":"obs-1","meta":{"versionId":"3"},"status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/pat-123"},"valueQuantity":{"value":72}}'
+printf '%s\n' "$OBSERVATION" > "$WORK/nginx/observation.json"
+WRITE_PORT=$((UPSTREAM_PORT + 100))
 cat > "$WORK/nginx/nginx.conf" <<NGINX
 worker_processes 2;
 user root;
@@ -41,6 +46,25 @@ http {
     server {
         listen 127.0.0.1:$UPSTREAM_PORT;
         location / { default_type application/fhir+json; root $WORK/nginx; rewrite ^ /patient.json break; }
+        # GET: the stored observation. PUT: answered by the server below, without the
+        # gateway's If-Match (nginx itself would answer a \`return\` with If-Match 412, as
+        # it has no ETag to match): an upstream where the version always matches.
+        location /Observation/ {
+            etag off;
+            if (\$request_method = PUT) { rewrite ^ /__write last; }
+            default_type application/fhir+json; root $WORK/nginx; rewrite ^ /observation.json break;
+        }
+        location = /__write {
+            internal;
+            proxy_pass http://127.0.0.1:$WRITE_PORT;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header If-Match "";
+        }
+    }
+    server {
+        listen 127.0.0.1:$WRITE_PORT;
+        location / { default_type application/fhir+json; return 200 '$OBSERVATION'; }
     }
     server {
         listen 127.0.0.1:$NGINX_PORT;
@@ -65,6 +89,16 @@ header=$(printf '{"alg":"RS256","kid":"bench","typ":"JWT"}' | b64url)
 payload=$(printf '{"iss":"https://idp.bench","aud":"https://gateway.bench","sub":"dr-adams","client_id":"ward-app","scope":"launch/patient patient/Patient.r patient/Observation.rs","roles":["clinician"],"patient":"pat-123","fhirUser":"Practitioner/dr-adams","iat":%d,"exp":%d}' "$now" "$((now + 3600))" | b64url)
 signature=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -sign "$WORK/keys/idp.key.pem" -binary | b64url)
 TOKEN="$header.$payload.$signature"
+# A patient's own app, launched for pat-123, that may update its observations.
+payload=$(printf '{"iss":"https://idp.bench","aud":"https://gateway.bench","sub":"pat-123-user","client_id":"patient-app","scope":"launch/patient patient/Observation.rus","patient":"pat-123","fhirUser":"Patient/pat-123","iat":%d,"exp":%d}' "$now" "$((now + 3600))" | b64url)
+signature=$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -sign "$WORK/keys/idp.key.pem" -binary | b64url)
+PATIENT_TOKEN="$header.$payload.$signature"
+# wrk's script for that app's update of its observation.
+cat > "$WORK/update.lua" <<LUA
+wrk.method = "PUT"
+wrk.headers["Content-Type"] = "application/fhir+json"
+wrk.body = '$OBSERVATION'
+LUA
 
 # The shipped policies with their reference configs (`examples/policies/*.json`). The
 # rate-limit reference allows a user 300 requests a minute; a bench that sends thousands a
@@ -168,9 +202,12 @@ to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /ms$/) n *= 1000; else if (v
 
 # load CONNECTIONS SECONDS URL [RATE] -> "rps p50 p99 non2xx" (wrk2-style fixed rates are not
 # in Debian's wrk: RATE is ignored there; the soak bench paces with its own script).
+# LOAD_TOKEN replaces the bench token; LOAD_SCRIPT is a wrk Lua script (a write's method and
+# body).
 load() {
     local out
-    out=$(wrk -t1 -c"$1" -d"$2s" --latency -H "Authorization: Bearer $TOKEN" "$3")
+    out=$(wrk -t1 -c"$1" -d"$2s" --latency -H "Authorization: Bearer ${LOAD_TOKEN:-$TOKEN}" \
+        ${LOAD_SCRIPT:+-s "$LOAD_SCRIPT"} "$3")
     echo "$(awk '/Requests\/sec/ { print $2 }' <<<"$out")" \
         "$(to_us "$(awk '$1 == "50%" { print $2 }' <<<"$out")")" \
         "$(to_us "$(awk '$1 == "99%" { print $2 }' <<<"$out")")" \

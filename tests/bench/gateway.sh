@@ -5,7 +5,11 @@
 #   - ehrgate with an empty policy chain (token verification, canonicalization, forwarding),
 #   - ehrgate with three copies of the `chaos` fixture module (the engine's floor),
 #   - ehrgate with the three shipped policies and their reference configs,
-#   - the same with a strict (fsynced) audit log.
+#   - the same with a strict (fsynced) audit log,
+#   - a patient app's update of its own observation through the shipped policies, with the
+#     read of the stored resource first (the default for patient-bound tokens) and without
+#     it (`verify_write_owner = "off"`, least-privilege told to trust the upstream): the
+#     read's cost.
 # Each is loaded with wrk for a bounded time; ratios are against nginx. BASELINE=/path/to/an
 # older ehrgate adds its three-shipped-policies row to the same run, for a comparison that
 # the machine's run-to-run drift does not blur.
@@ -33,10 +37,16 @@ gateway_config 18182 18192 "" "$(route fhir /fhir "")" > "$WORK/empty.toml"
 gateway_config 18183 18193 "" "$(route fhir /fhir "$fixtures")" > "$WORK/fixtures.toml"
 gateway_config 18184 18194 "" "$(route fhir /fhir "$SHIPPED_POLICIES")" > "$WORK/shipped.toml"
 gateway_config 18185 18195 "$(strict_audit)" "$(route fhir /fhir "$SHIPPED_POLICIES")" > "$WORK/audited.toml"
-for name in empty fixtures shipped audited; do
+# The same chain with least-privilege trusting the upstream with unread writes.
+python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["allow_unverified_instance_writes"] = True; json.dump(c, open(sys.argv[2], "w"))' \
+    "$PWD/examples/policies/least-privilege.json" "$WORK/least-privilege-unverified.json"
+unverified=$(sed "s|$PWD/examples/policies/least-privilege.json|$WORK/least-privilege-unverified.json|" <<<"$SHIPPED_POLICIES")
+gateway_config 18187 18197 "" "$(route fhir /fhir "verify_write_owner = \"off\"
+$unverified")" > "$WORK/unread.toml"
+for name in empty fixtures shipped audited unread; do
     start_gateway "$name"
 done
-for port in $UPSTREAM_PORT $NGINX_PORT 18182 18183 18184 18185; do
+for port in $UPSTREAM_PORT $NGINX_PORT 18182 18183 18184 18185 18187; do
     wait_port "$port"
 done
 if [ -n "${BASELINE:-}" ]; then
@@ -53,6 +63,14 @@ run() { # label, url
     status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$2" || true)
     echo "$1|$rps|$p50|$p99|$p50_1|$p99_1|$status|$((errors + errors1))"
 }
+run_update() { # label, url: the patient app's PUT of its observation
+    local rps p50 p99 errors rps1 p50_1 p99_1 errors1 status
+    read -r rps p50 p99 errors <<<"$(LOAD_TOKEN=$PATIENT_TOKEN LOAD_SCRIPT=$WORK/update.lua load "$CONNECTIONS" "$DURATION" "$2")"
+    read -r rps1 p50_1 p99_1 errors1 <<<"$(LOAD_TOKEN=$PATIENT_TOKEN LOAD_SCRIPT=$WORK/update.lua load 1 "$DURATION" "$2")"
+    status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $PATIENT_TOKEN" \
+        -H "Content-Type: application/fhir+json" --data "$OBSERVATION" "$2" || true)
+    echo "$1|$rps|$p50|$p99|$p50_1|$p99_1|$status|$((errors + errors1))"
+}
 results=()
 results+=("$(run "upstream directly" "http://127.0.0.1:$UPSTREAM_PORT/Patient/pat-123")")
 results+=("$(run "nginx proxy_pass" "http://127.0.0.1:$NGINX_PORT/Patient/pat-123")")
@@ -63,6 +81,8 @@ results+=("$(run "ehrgate, shipped policies + strict audit" "http://127.0.0.1:18
 if [ -n "${BASELINE:-}" ]; then
     results+=("$(run "baseline build, three shipped policies" "http://127.0.0.1:18186/fhir/Patient/pat-123")")
 fi
+results+=("$(run_update "patient app update, shipped policies, not read first" "http://127.0.0.1:18187/fhir/Observation/obs-1")")
+results+=("$(run_update "patient app update, shipped policies, read first (default)" "http://127.0.0.1:18184/fhir/Observation/obs-1")")
 
 nginx_rps=$(cut -d'|' -f2 <<<"${results[1]}")
 direct_p50=$(cut -d'|' -f5 <<<"${results[0]}")

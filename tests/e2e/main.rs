@@ -19,6 +19,7 @@ mod gateway;
 mod isolation;
 mod least_privilege;
 mod policy_cli;
+mod pre_read;
 mod protocols;
 mod rate_limit;
 mod refusals;

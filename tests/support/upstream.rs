@@ -1,7 +1,7 @@
 //! A real upstream for gateway tests: an HTTP/1.1 server on 127.0.0.1 (plain, or over TLS
 //! with a given certificate) that records every request exactly as it arrived on the wire and
-//! answers with a configured response. It serves keep-alive connections (the gateway pools
-//! them) and stops when dropped.
+//! answers with a configured response, or with a script of responses in order. It serves
+//! keep-alive connections (the gateway pools them) and stops when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -41,6 +41,8 @@ pub struct Reply {
     pub content_type: &'static str,
     pub body: String,
     pub delay: Duration,
+    /// Further response headers (`etag`, ...).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -51,7 +53,41 @@ impl Reply {
             content_type: "application/fhir+json",
             body: body.to_owned(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
+    }
+
+    /// A reply with status `status`.
+    pub fn status(status: u16, body: &str) -> Self {
+        Reply {
+            status,
+            ..Reply::json(body)
+        }
+    }
+
+    /// The same reply with header `name` added.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+}
+
+/// The replies of an upstream: each request takes the next one, and the last one answers
+/// every request after it.
+#[derive(Debug)]
+struct Script {
+    replies: Vec<Reply>,
+    next: usize,
+}
+
+impl Script {
+    fn take(&mut self) -> Reply {
+        let index = self.next.min(self.replies.len().saturating_sub(1));
+        self.next += 1;
+        self.replies
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| Reply::json("{}"))
     }
 }
 
@@ -66,7 +102,12 @@ pub struct TestUpstream {
 
 impl TestUpstream {
     pub fn start(reply: Reply) -> Self {
-        Self::start_with(reply, None)
+        Self::start_with(vec![reply], None)
+    }
+
+    /// An upstream that answers its requests with `replies` in order (the last one repeats).
+    pub fn start_script(replies: Vec<Reply>) -> Self {
+        Self::start_with(replies, None)
     }
 
     /// An upstream that speaks TLS with the certificate chain and key in these PEM files.
@@ -85,16 +126,16 @@ impl TestUpstream {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .expect("certificate and key");
-        Self::start_with(reply, Some(Arc::new(config)))
+        Self::start_with(vec![reply], Some(Arc::new(config)))
     }
 
-    fn start_with(reply: Reply, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+    fn start_with(replies: Vec<Reply>, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         listener.set_nonblocking(true).expect("nonblocking");
         let received = Arc::new(Mutex::new(Vec::new()));
-        let reply = Arc::new(Mutex::new(reply));
+        let reply = Arc::new(Mutex::new(Script { replies, next: 0 }));
         let stop = Arc::new(AtomicBool::new(false));
         let (r, p, s) = (received.clone(), reply.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
@@ -149,7 +190,7 @@ impl Drop for TestUpstream {
 fn serve<S: Read + Write>(
     stream: S,
     received: Arc<Mutex<Vec<Received>>>,
-    reply: Arc<Mutex<Reply>>,
+    reply: Arc<Mutex<Script>>,
     stop: Arc<AtomicBool>,
 ) {
     let mut reader = BufReader::new(stream);
@@ -187,11 +228,16 @@ fn serve<S: Read + Write>(
         }
         let reply = reply
             .lock()
-            .map(|r| r.clone())
+            .map(|mut script| script.take())
             .unwrap_or_else(|_| Reply::json("{}"));
         std::thread::sleep(reply.delay);
+        let extra: String = reply
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let response = format!(
-            "{} {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-upstream: test\r\n\r\n{}",
+            "{} {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-upstream: test\r\n{extra}\r\n{}",
             reply.version,
             reply.status,
             reply.content_type,

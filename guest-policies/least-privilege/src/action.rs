@@ -3,6 +3,7 @@
 //! entry"), and the check for each interaction (SMART v2 permission letter table).
 
 use ehrgate_sdk::fhir::{self, JsonTree};
+use ehrgate_sdk::stored::Stored;
 use ehrgate_sdk::{Entry, Header, Interaction, Param, Permission, Request};
 use serde_json::Value;
 
@@ -29,6 +30,9 @@ pub struct Action<'a> {
     pub bundle: Option<&'a Bundle<'a>>,
     /// The headers the route shows to policies (none for a Bundle entry).
     pub headers: &'a [Header],
+    /// What the gateway read of the stored resource before a write by id; `None` when it
+    /// did not read it (a route that does not verify owners, a Bundle entry).
+    pub stored: Option<Stored<'a>>,
 }
 
 impl<'a> Action<'a> {
@@ -44,6 +48,7 @@ impl<'a> Action<'a> {
             body,
             bundle: None,
             headers: &request.headers,
+            stored: request.stored(),
         }
     }
 
@@ -63,6 +68,7 @@ impl<'a> Action<'a> {
             body,
             bundle,
             headers: &[],
+            stored: None,
         }
     }
 

@@ -40,9 +40,10 @@ pub struct Config {
     pub security_labels: LabelConfig,
     #[serde(default)]
     pub break_glass: BreakGlassConfig,
-    /// Lets patient-bound tokens patch and delete compartment resources other than their
-    /// Patient, whose owner the gateway cannot see before the change. Only for upstreams that
-    /// enforce the compartment on writes themselves.
+    /// Lets patient-bound tokens update, patch and delete resources of a patient (other than
+    /// their Patient) whose owner the gateway did not read before the change: on routes with
+    /// `verify_write_owner = "off"`, for tokens the route does not cover, and in Bundle
+    /// entries. Only for upstreams that enforce the compartment on writes themselves.
     #[serde(default)]
     pub allow_unverified_instance_writes: bool,
     /// The FHIR server's own base URLs as it writes them in references

@@ -132,12 +132,14 @@ fn to_decision(outcome: Result<(), Refusal>) -> Decision {
         Ok(()) => Decision::allow(),
         Err(refused) => {
             let message = truncate(refused.message, MAX_TEXT);
-            // Reading another patient's data, or labelled data, is what an intruder with a
-            // stolen token tries first; the audit report sorts these to the top.
+            // Reading another patient's data, or labelled data, or changing another
+            // patient's record, is what an intruder with a stolen token tries first; the
+            // audit report sorts these to the top.
             let severity = match refused.rule {
-                refusal::RESPONSE_COMPARTMENT | refusal::SECURITY_LABEL | refusal::BREAK_GLASS => {
-                    Severity::High
-                }
+                refusal::RESPONSE_COMPARTMENT
+                | refusal::SECURITY_LABEL
+                | refusal::BREAK_GLASS
+                | refusal::STORED_OWNER => Severity::High,
                 _ => Severity::Medium,
             };
             Decision::deny(refused.status, refused.rule, &message).with_finding(

@@ -29,6 +29,9 @@ pub const ROLE: &str = "least-privilege.role";
 pub const BREAK_GLASS: &str = "least-privilege.break-glass";
 /// A write that does not stay in the launch patient's compartment.
 pub const WRITE_PATIENT: &str = "least-privilege.write-patient";
+/// An update, patch or delete of a stored resource that is not the launch patient's, as the
+/// gateway read it before the write.
+pub const STORED_OWNER: &str = "least-privilege.stored-owner";
 /// A returned resource outside the launch patient's compartment.
 pub const RESPONSE_COMPARTMENT: &str = "least-privilege.response-compartment";
 /// A returned resource no scope lets the token read.

@@ -9,12 +9,19 @@
 //! launch patient, and forms R4 does not define, absolute URLs off the server's own bases and
 //! contained references to nothing are refused. Types outside the
 //! compartment that still name a patient (Task `for`, Device `patient`, Binary
-//! `securityContext`, ...) may name only the launch patient there. Patch and delete change a
-//! stored resource whose owner the gateway cannot see, so they are refused for those types
-//! other than the launch Patient unless `allow_unverified_instance_writes` says the upstream
-//! enforces it; a patch's own document is judged like a written resource.
+//! `securityContext`, ...) may name only the launch patient there.
+//!
+//! Update, patch and delete change a stored resource, whose owner the request does not
+//! show: an update whose body names the launch patient may overwrite another patient's
+//! record. Where the gateway read the stored resource first (`verify_write_owner`, see
+//! `ehrgate_sdk::stored`), a patient-bound write must find it referencing the launch patient
+//! and no one else (an update that creates finds nothing and is judged by its body); where
+//! it did not, these writes of those types other than the launch Patient are refused unless
+//! `allow_unverified_instance_writes` says the upstream enforces the owner itself. A patch's
+//! own document is judged like a written resource.
 
 use ehrgate_sdk::fhir;
+use ehrgate_sdk::stored::Stored;
 use ehrgate_sdk::{Permission, ResourceScope};
 
 use crate::action::{Action, any_grant};
@@ -58,6 +65,7 @@ pub fn update(
         match grant.binding {
             Binding::Patient(patient) if holds_patients(resource_type) => {
                 check_own_patient(action, resource_type, patient)?;
+                check_stored_owner(caller, action, resource_type, patient, "update")?;
                 check_written_patients(caller, action, resource_type, patient)
             }
             Binding::Patient(patient) => check_named_patients(action, patient),
@@ -73,7 +81,7 @@ pub fn patch(caller: &Caller<'_>, action: &Action<'_>, resource_type: &str) -> R
         match grant.binding {
             Binding::Patient(patient) if holds_patients(resource_type) => {
                 check_own_patient(action, resource_type, patient)?;
-                check_unseen_owner(caller, action, resource_type, "patch")?;
+                check_stored_owner(caller, action, resource_type, patient, "patch")?;
                 // The host lists the patients a patch writes into patient elements.
                 check_named_patients(action, patient)?;
                 check_patch_document(caller, action, resource_type, patient)
@@ -95,7 +103,7 @@ pub fn delete(
         match grant.binding {
             Binding::Patient(patient) if holds_patients(resource_type) => {
                 check_own_patient(action, resource_type, patient)?;
-                check_unseen_owner(caller, action, resource_type, "delete")
+                check_stored_owner(caller, action, resource_type, patient, "delete")
             }
             Binding::Patient(patient) => check_named_patients(action, patient),
             Binding::Unbound => Ok(()),
@@ -121,25 +129,58 @@ fn check_own_patient(
     }
 }
 
-/// Patch and delete of a resource other than the launch Patient that may belong to a
-/// patient: its stored version's patient is not visible before the change.
-fn check_unseen_owner(
+/// The stored resource a patient-bound update, patch or delete changes must be the launch
+/// patient's: as the gateway read it, referencing `patient` and no other patient (a
+/// compartment resource at least once). Without the read, its owner is unseen, and only the
+/// launch Patient itself (its id is its owner) or `allow_unverified_instance_writes` lets the
+/// write through.
+fn check_stored_owner(
     caller: &Caller<'_>,
     action: &Action<'_>,
     resource_type: &str,
+    patient: &str,
     verb: &str,
 ) -> Result<(), Refusal> {
-    if resource_type == "Patient" || caller.config.allow_unverified_instance_writes {
-        return Ok(());
+    match &action.stored {
+        Some(Stored::Found { patients, .. }) => {
+            if let Some(other) = patients.iter().find(|found| **found != patient) {
+                return Err(Refusal::new(
+                    refusal::STORED_OWNER,
+                    format!(
+                        "the stored {} references `Patient/{other}`, not only the launch \
+                         patient `Patient/{patient}`, so a patient-bound token may not {verb} it",
+                        action.describe()
+                    ),
+                ));
+            }
+            if patients.is_empty() && fhir::is_compartment_type(resource_type) {
+                return Err(Refusal::new(
+                    refusal::STORED_OWNER,
+                    format!(
+                        "the stored {} references no patient, so it is not in the launch \
+                         patient `Patient/{patient}`'s compartment and a patient-bound token \
+                         may not {verb} it",
+                        action.describe()
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        // An update that creates the resource: its body is all there is to judge.
+        Some(Stored::Absent) => Ok(()),
+        None if resource_type == "Patient" || caller.config.allow_unverified_instance_writes => {
+            Ok(())
+        }
+        None => Err(Refusal::new(
+            refusal::WRITE_PATIENT,
+            format!(
+                "the gateway did not read which patient owns {} before the {verb}, so \
+                 patient-bound tokens may not {verb} it (send it on its own, not in a Bundle, \
+                 on a route that verifies write owners)",
+                action.describe()
+            ),
+        )),
     }
-    Err(Refusal::new(
-        refusal::WRITE_PATIENT,
-        format!(
-            "the gateway cannot see which patient owns {} before the {verb}, so patient-bound \
-             tokens may not {verb} it",
-            action.describe()
-        ),
-    ))
 }
 
 /// The patients the host found in the request (path, parameters, body) must all be
@@ -161,7 +202,19 @@ fn check_written_patients(
     patient: &str,
 ) -> Result<(), Refusal> {
     let resolver = resolver(caller, action);
-    let mut written: Vec<&str> = action.patients.iter().map(String::as_str).collect();
+    // The host adds the stored resource's patients to `patients` (they are checked in
+    // `check_stored_owner`); what the write itself references is read from the body when it
+    // is shown, so an update that drops its patient is not passed by the stored one's.
+    let stored: &[&str] = match (&action.stored, action.body) {
+        (Some(Stored::Found { patients, .. }), Some(_)) => patients,
+        _ => &[],
+    };
+    let mut written: Vec<&str> = action
+        .patients
+        .iter()
+        .map(String::as_str)
+        .filter(|found| !stored.contains(found))
+        .collect();
     if let Some(body) = action.body {
         if resource_type == "Patient"
             && let Some(id) = body.get("id").and_then(serde_json::Value::as_str)

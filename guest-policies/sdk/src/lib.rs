@@ -58,6 +58,7 @@ mod request;
 pub mod scope;
 pub mod search;
 pub mod state;
+pub mod stored;
 pub mod testing;
 pub mod time;
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::time;
 use crate::engine::{ChainOutcome, FindingSeverity, Interaction, Mode, POLICY_ERROR_RULE};
 use crate::proxy::context::{Decision, RequestContext};
+use crate::request::stored::Stored;
 
 /// The purpose-of-use code of break-the-glass access (v3-ActReason `BTG`).
 pub const BREAK_GLASS_PURPOSE: &str = "BTG";
@@ -65,6 +66,11 @@ pub struct AuditRecord {
     pub status: u16,
     pub upstream_status: Option<u16>,
     pub latency_us: Latencies,
+    /// The read of the stored resource before an update, patch or delete by id, when the
+    /// route made one (`verify_write_owner`); absent otherwise, so records of other requests
+    /// are as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_read: Option<AuditPreRead>,
     /// The previous record's `hash` (64 zero digits for the first record), set by the writer.
     #[serde(default)]
     pub prev_hash: String,
@@ -192,6 +198,22 @@ pub struct PolicyFaultRecord {
     pub shadow: bool,
 }
 
+/// What the gateway read of the stored resource before a write by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPreRead {
+    /// The upstream's status for the read; none when it did not answer.
+    pub status: Option<u16>,
+    /// `found`, `absent`, or `refused` (the record's `rule` says why).
+    pub outcome: String,
+    /// The version read, when the upstream gave one.
+    pub version: Option<String>,
+    /// The patients the stored resource references (they are in `patients` too).
+    pub patients: Vec<String>,
+    /// The condition the write was forwarded with (`If-Match: W/"3"`, `If-None-Match: *`).
+    pub condition: Option<String>,
+    pub latency_us: u64,
+}
+
 /// Time spent, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Latencies {
@@ -274,6 +296,26 @@ impl AuditRecord {
                 upstream: context.upstream_time.map(micros),
                 total: micros(context.started.elapsed()),
             },
+            pre_read: context.pre_read.as_ref().map(|read| AuditPreRead {
+                status: read.status,
+                outcome: match &read.stored {
+                    Some(Stored::Found { .. }) => "found",
+                    Some(Stored::Absent) => "absent",
+                    None => "refused",
+                }
+                .to_owned(),
+                version: read
+                    .stored
+                    .as_ref()
+                    .and_then(Stored::version)
+                    .map(str::to_owned),
+                patients: read
+                    .stored
+                    .as_ref()
+                    .map_or_else(Vec::new, |stored| stored.patients().to_vec()),
+                condition: read.condition.as_ref().map(ToString::to_string),
+                latency_us: micros(read.elapsed),
+            }),
             prev_hash: String::new(),
             hash: String::new(),
         }

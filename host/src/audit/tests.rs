@@ -204,6 +204,7 @@ pub(super) fn sample_record(i: u64) -> AuditRecord {
             upstream: (decision == AuditDecision::Allow).then_some(2_000 + i % 900),
             total: 2_500 + i % 1000,
         },
+        pre_read: None,
         prev_hash: String::new(),
         hash: String::new(),
     }

@@ -13,6 +13,7 @@ use crate::audit::Durability;
 use crate::audit::settings;
 use crate::engine::{Mode, SandboxSettings};
 use crate::request::identity::IssuerConfig;
+use crate::request::stored::VerifyWriteOwner;
 use crate::state::{MemoryStateLimits, RedisSettings};
 
 /// The whole file.
@@ -250,6 +251,11 @@ pub struct RouteConfig {
     /// cookie and gateway-owned headers cannot be listed.
     #[serde(default)]
     pub policy_response_headers: Vec<Spanned<String>>,
+    /// Whose updates, patches and deletes by id are preceded by a read of the stored
+    /// resource, so that policies judge whose record the write changes and the write is
+    /// forwarded on condition that it is still that version (`request::stored`).
+    #[serde(default)]
+    pub verify_write_owner: VerifyWriteOwner,
     /// The policy chain, in order.
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,

@@ -25,6 +25,12 @@
 //! time = "2026-01-06T23:30:00Z"              # optional: this case's receive time
 //! config = { allow_unverified_instance_writes = true }   # optional per-case override
 //! response = { status = 200, body = '{"resourceType": "Bundle", ...}' }
+//! # The stored resource the gateway reads before an update, patch or delete by id (status
+//! # 200 by default; 404 or 410 for none; anything else fails the read). Without it the case
+//! # runs as a route that does not read (`verify_write_owner = "off"`).
+//! stored = { body = '{"resourceType": "Observation", "id": "o1", ...}', etag = 'W/"3"' }
+//! if_match = 'W/"3"'                         # the client's own If-Match, judged on it
+//! forwarded_headers = { if-match = 'W/"3"' } # the condition the write is forwarded with
 //! expect = "allow"                           # or { status = 403, rule = "x.y" }
 //! findings = [{ rule = "least-privilege.break-glass", severity = "high" }]
 //! no_other_findings = true                   # findings not listed above fail the case
@@ -64,8 +70,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use file::{
-    Call, FixtureCase, FixtureFile, FixtureResponse, Precondition, PresetState, Prior,
-    load_fixture_file,
+    Call, FixtureCase, FixtureFile, FixtureResponse, FixtureStored, Precondition, PresetState,
+    Prior, load_fixture_file,
 };
 
 use self::file::{split_request_line, to_json_object};
@@ -79,6 +85,7 @@ use super::{
     ConfiguredPolicy, ModuleDecision, PolicyEngine, PolicySpec, Response, SandboxSettings,
 };
 use crate::engine::chain::fault_denial;
+use crate::request::stored::{self, StoredResponse, VerifyWriteOwner};
 
 /// Runs fixture files: an engine whose shared state starts empty for every case.
 pub struct FixtureRunner {
@@ -105,6 +112,8 @@ struct Evaluated {
     outcome: Outcome,
     message: String,
     decisions: Vec<ModuleDecision>,
+    /// The condition headers the gateway would forward the write with.
+    forwarded: BTreeMap<String, String>,
 }
 
 impl Evaluated {
@@ -263,7 +272,7 @@ impl FixtureRunner {
                 let (call, at) = prior.nth(n, case.time_ms);
                 file::check_call_values(&call).map_err(|e| format!("earlier request {n}: {e}"))?;
                 let id = format!("fixture-{index}-before-{which}-{n}");
-                let evaluated = evaluate_call(policy, &call, at, id, None)
+                let evaluated = evaluate_call(policy, &call, at, id, None, None)
                     .map_err(|e| format!("earlier request `{}`: {e}", call.request))?;
                 tally.sent += 1;
                 match evaluated.outcome {
@@ -273,8 +282,14 @@ impl FixtureRunner {
             }
         }
         let id = format!("fixture-{index}");
-        let evaluated =
-            evaluate_call(policy, &case.call, case.time_ms, id, case.response.as_ref())?;
+        let evaluated = evaluate_call(
+            policy,
+            &case.call,
+            case.time_ms,
+            id,
+            case.response.as_ref(),
+            case.stored.as_ref(),
+        )?;
         Ok((evaluated, tally, self.state.unused()))
     }
 }
@@ -311,37 +326,122 @@ fn differences(case: &FixtureCase, evaluated: &Evaluated, unused: Vec<String>) -
     if let Some(maximum) = case.max_risk.filter(|maximum| risk > *maximum) {
         problems.push(format!("risk: expected at most {maximum}, got {risk}"));
     }
+    for (name, value) in &case.forwarded_headers {
+        match evaluated.forwarded.get(name) {
+            Some(sent) if sent == value => {}
+            _ if evaluated.outcome != Outcome::Allow => {
+                problems.push(format!("forwarded `{name}`: nothing was forwarded"));
+            }
+            Some(sent) => problems.push(format!(
+                "forwarded `{name}`: expected `{value}`, the gateway sends `{sent}`"
+            )),
+            None => problems.push(format!(
+                "forwarded `{name}`: expected `{value}`, the gateway sends none"
+            )),
+        }
+    }
     problems.extend(unused);
     problems
 }
 
+/// A request the gateway refuses before any policy runs.
+fn refused_by_gateway(classified: String, rejection: crate::request::Rejection) -> Evaluated {
+    Evaluated {
+        classified,
+        outcome: Outcome::Refuse {
+            status: rejection.status,
+            rule: rejection.rule_id.to_string(),
+        },
+        message: rejection.message,
+        decisions: Vec::new(),
+        forwarded: BTreeMap::new(),
+    }
+}
+
 /// The gateway's path for one request: canonicalize, check governing duplicates, classify,
-/// build the policy request, evaluate, and show the response when the module asks.
+/// read the stored resource of a write by id when the case gives one, build the policy
+/// request, evaluate, and show the response when the module asks.
 fn evaluate_call(
     policy: &Arc<ConfiguredPolicy>,
     call: &Call,
     time_ms: u64,
     id: String,
     response: Option<&FixtureResponse>,
+    stored_case: Option<&FixtureStored>,
 ) -> Result<Evaluated, String> {
     let (method, raw_target) = split_request_line(&call.request)?;
     let body = call.body.as_deref().map(str::as_bytes);
     let (target, classification) = match canonical_request(&method, raw_target, body) {
         Ok(found) => found,
         Err(rejection) => {
-            return Ok(Evaluated {
-                classified: "refused before any policy ran".to_string(),
-                outcome: Outcome::Refuse {
-                    status: rejection.status,
-                    rule: rejection.rule_id.to_string(),
-                },
-                message: rejection.message,
-                decisions: Vec::new(),
-            });
+            return Ok(refused_by_gateway(
+                "refused before any policy ran".to_string(),
+                rejection,
+            ));
         }
     };
-    let request = policy_request(id, call, time_ms, &method, &target, &classification, body);
-    let classified = describe(&request);
+    let mut request = policy_request(id, call, time_ms, &method, &target, &classification, body);
+    let mut forwarded = BTreeMap::new();
+    let mut stored_note = String::new();
+    let mut nothing = None;
+    if let Some(stored_case) = stored_case {
+        // The case says what the upstream holds, so the gateway read it: whichever route
+        // mode made it read, the judgement is the same.
+        let Some(stored_target) = stored::target(
+            VerifyWriteOwner::All,
+            &classification,
+            request.principal.as_ref(),
+        ) else {
+            return Err(format!(
+                "`stored` is given, but the gateway reads no stored resource before `{}` \
+                 (only before an update, patch or delete by id of a type that can belong to a \
+                 patient, by a caller with a token)",
+                call.request
+            ));
+        };
+        let judged = stored::judge(
+            &stored_target,
+            StoredResponse {
+                status: stored_case.status,
+                etag: stored_case.etag.as_deref(),
+                body: stored_case.body.as_deref().unwrap_or_default().as_bytes(),
+            },
+        );
+        let found = match judged {
+            Ok(found) => found,
+            Err(rejection) => {
+                return Ok(refused_by_gateway(
+                    format!("{}, stored: read refused", describe(&request)),
+                    rejection,
+                ));
+            }
+        };
+        request.patients = stored::merge_patients(&request.patients, &found);
+        stored_note = format!(", stored: {}", stored::describe(&found));
+        let mut client = http::HeaderMap::new();
+        if let Some(if_match) = &call.if_match {
+            let value = http::HeaderValue::from_str(if_match)
+                .map_err(|_| format!("`if_match` `{if_match}` is not a header value"))?;
+            client.insert(http::header::IF_MATCH, value);
+        }
+        match stored::condition(&stored_target, &found, &client) {
+            Ok(condition) => {
+                if let Some(condition) = condition {
+                    let (name, value) = condition.header();
+                    forwarded.insert(name.to_owned(), value);
+                }
+            }
+            Err(rejection) => {
+                return Ok(refused_by_gateway(
+                    format!("{}{stored_note}", describe(&request)),
+                    rejection,
+                ));
+            }
+        }
+        request.headers.extend(stored::policy_headers(&found));
+        nothing = stored::nothing_to_change(&stored_target, &found);
+    }
+    let classified = format!("{}{stored_note}", describe(&request));
     let mut decisions = Vec::new();
     let first = decide(policy, policy.evaluate(&request), &mut decisions);
     let outcome = match (&first, response) {
@@ -363,11 +463,26 @@ fn evaluate_call(
         .iter()
         .find_map(|d| d.denial.as_ref().map(|denial| denial.message.clone()))
         .unwrap_or_default();
+    // The gateway answers a patch or delete of nothing itself, once the policies allowed it.
+    let (outcome, message) = match (outcome, nothing) {
+        (Outcome::Allow, Some(rejection)) => (
+            Outcome::Refuse {
+                status: rejection.status,
+                rule: rejection.rule_id.to_string(),
+            },
+            rejection.message,
+        ),
+        (outcome, _) => (outcome, message),
+    };
+    if outcome != Outcome::Allow {
+        forwarded.clear();
+    }
     Ok(Evaluated {
         classified,
         outcome,
         message,
         decisions,
+        forwarded,
     })
 }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::engine::{ChainOutcome, Interaction, Principal};
+use crate::request::stored::{Condition, Stored};
 
 /// How the request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +45,18 @@ impl Decision {
     }
 }
 
+/// The read of the stored resource before a write by id (`proxy::pre_read`).
+#[derive(Debug, Clone)]
+pub struct PreRead {
+    /// The upstream's status; none when it gave no answer.
+    pub status: Option<u16>,
+    /// What the read found; none when it was refused (the request's rule says why).
+    pub stored: Option<Stored>,
+    /// The condition the write was forwarded with.
+    pub condition: Option<Condition>,
+    pub elapsed: Duration,
+}
+
 /// Everything known about one request.
 pub struct RequestContext {
     pub id: String,
@@ -65,6 +78,8 @@ pub struct RequestContext {
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
     pub patients: Vec<String>,
+    /// The read of the stored resource before a write by id, when the route made one.
+    pub pre_read: Option<PreRead>,
     pub chain: Option<ChainOutcome>,
     pub response_chain: Option<ChainOutcome>,
     pub decision: Decision,
@@ -93,6 +108,7 @@ impl RequestContext {
             resource_type: None,
             resource_id: None,
             patients: Vec::new(),
+            pre_read: None,
             chain: None,
             response_chain: None,
             decision: Decision::Pending,

@@ -24,6 +24,7 @@ fn issue_code(status: u16) -> &'static str {
         404 => "not-found",
         405 | 415 => "not-supported",
         408 | 504 => "timeout",
+        412 => "conflict",
         413 | 431 => "too-costly",
         429 => "throttled",
         400..=499 => "invalid",

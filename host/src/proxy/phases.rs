@@ -1,7 +1,7 @@
 //! The phase driver: a request's whole life in one place, phase by phase.
 //!
 //! ```text
-//! limits -> canonicalize -> route -> read body -> identify -> classify
+//! limits -> canonicalize -> route -> read body -> identify -> classify -> pre-read
 //!        -> policy chain -> enforce -> forward -> response hook -> audit -> respond
 //! ```
 //!
@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use super::context::{Decision, RequestContext};
 use super::forward::{self, UpstreamError};
 use super::outcome::{self, Refusal};
+use super::pre_read;
 use super::{ConnectionInfo, Gateway, ProxyBody, Route, Shared};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::engine::{
@@ -28,6 +29,7 @@ use crate::engine::{
 use crate::request::canonical::{self, CanonicalTarget};
 use crate::request::classify::{self, Classification};
 use crate::request::identity::{self, Verified};
+use crate::request::stored;
 use crate::request::{Rejection, headers};
 
 /// The rule of the 503 sent when the audit log cannot take a request's record.
@@ -313,8 +315,31 @@ async fn run(
     context.resource_id = classification.resource_id.clone();
     context.patients = classification.patients.clone();
 
+    // pre-read: a write by id is judged on the stored version it changes, and forwarded on
+    // condition that it is still that version.
+    let mut classification = classification;
+    let stored = match stored::target(
+        route.settings.verify_write_owner,
+        &classification,
+        context.principal.as_ref(),
+    ) {
+        None => None,
+        Some(target) => {
+            let max_bytes = gateway.config.limits.max_inspect_bytes;
+            let stored =
+                pre_read::read(route, &target, token.as_deref(), max_bytes, context).await?;
+            classification.patients = stored::merge_patients(&classification.patients, &stored);
+            context.patients = classification.patients.clone();
+            let condition = stored::condition(&target, &stored, &parts.headers)?;
+            if let Some(record) = &mut context.pre_read {
+                record.condition = condition.clone();
+            }
+            Some((target, stored, condition))
+        }
+    };
+
     // policy chain and enforcement
-    let policy_request = Arc::new(policy_request(
+    let mut policy_request = policy_request(
         context,
         route,
         judged,
@@ -322,7 +347,14 @@ async fn run(
         &parts.method,
         &classification,
         body.as_deref(),
-    ));
+    );
+    // The gateway's own headers, whatever the allow-list says (clients cannot send them).
+    if let Some((_, stored, _)) = &stored {
+        policy_request
+            .headers
+            .extend(stored::policy_headers(stored));
+    }
+    let policy_request = Arc::new(policy_request);
     let started = Instant::now();
     let outcome = route.chain.evaluate(policy_request.clone()).await;
     context.policy_time = started.elapsed();
@@ -337,6 +369,13 @@ async fn run(
         });
     }
 
+    if let Some(nothing) = stored
+        .as_ref()
+        .and_then(|(target, stored, _)| stored::nothing_to_change(target, stored))
+    {
+        return Err(nothing.into());
+    }
+
     // forward
     let forwarded_body = if is_post_search {
         Some(Bytes::from(below.query()))
@@ -344,6 +383,15 @@ async fn run(
         body
     };
     let mut upstream_headers = headers::upstream_headers(&parts.headers);
+    if let Some((_, _, Some(condition))) = &stored {
+        // The gateway's condition pins the version the client's own was judged on.
+        upstream_headers.remove(header::IF_MATCH);
+        upstream_headers.remove(header::IF_NONE_MATCH);
+        let (name, value) = condition.header();
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            upstream_headers.insert(name, value);
+        }
+    }
     if token_in_query && let Some(token) = &token {
         // RFC 6750 §2.3 tokens in the URL end up in logs: move it to the header upstream.
         if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {

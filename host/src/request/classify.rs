@@ -206,6 +206,24 @@ fn classify_request(
     Ok(classification)
 }
 
+/// The patients a stored resource belongs to, as the gateway reads them from a written one:
+/// for a Patient its own id, and every Patient reference anywhere in it. Sorted and unique.
+/// The pre-read of a write by id (`request::stored`) uses it on what the upstream holds.
+pub fn stored_patients(resource_type: &str, resource: &serde_json::Value) -> Vec<String> {
+    let mut found = Vec::new();
+    patients::from_resource(resource_type, resource, &mut found);
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// The patient id of a literal reference (`Patient/123`, or an absolute URL ending in it),
+/// as the classifier reads references.
+pub fn patient_of_reference(reference: &str) -> Option<&str> {
+    let target = fhir::Reference::parse(reference).target()?;
+    (target.resource_type == "Patient").then_some(target.id)
+}
+
 fn set_instance(
     classification: &mut Classification,
     patients: &mut Vec<String>,
