@@ -12,6 +12,12 @@ step "installing the wasm32-wasip2 target"
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+step "installing redis-server (the shared state backend's tests)"
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+# The package's own service is not used: the tests start servers on free 127.0.0.1 ports.
+
 step "formatting"
 cargo fmt --all --check
 (cd guest-policies && cargo fmt --all --check)

@@ -26,3 +26,4 @@ mod refusals;
 mod sandbox;
 mod smuggling_headers;
 mod state;
+mod state_redis;

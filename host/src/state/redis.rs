@@ -140,6 +140,9 @@ fn redact(url: &str) -> String {
 
 /// The connections to the shared server, and each module's caps.
 pub struct RedisState {
+    /// The runtime the connections live on (the gateway's I/O runtime): calls are run there,
+    /// whichever thread the policy that makes them runs on.
+    runtime: tokio::runtime::Handle,
     connections: Vec<ConnectionManager>,
     next: AtomicUsize,
     prefix: String,
@@ -217,7 +220,10 @@ impl RedisState {
             .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
             .collect::<Result<Vec<_>, _>>()
             .context("cannot set up the Redis connections")?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .context("the Redis client needs a Tokio runtime to live on")?;
         Ok(Arc::new(RedisState {
+            runtime,
             connections,
             next: AtomicUsize::new(0),
             prefix: settings.key_prefix.clone(),
@@ -244,12 +250,21 @@ impl RedisState {
     /// Whether the server answers a `PING` now.
     pub async fn ping(&self) -> Result<(), StateError> {
         let mut connection = self.connection();
-        let reply: Result<String, _> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("PING").query_async(&mut connection),
-        )
-        .await
-        .map_err(|_| StateError::Unavailable("the Redis server did not answer in time".into()))?;
+        let timeout = self.timeout;
+        let reply = self
+            .runtime
+            .spawn(async move {
+                tokio::time::timeout(
+                    timeout,
+                    redis::cmd("PING").query_async::<String>(&mut connection),
+                )
+                .await
+            })
+            .await
+            .map_err(|_| StateError::Unavailable("the Redis call was cancelled".into()))?
+            .map_err(|_| {
+                StateError::Unavailable("the Redis server did not answer in time".into())
+            })?;
         match reply {
             Ok(pong) if pong == "PONG" => Ok(()),
             Ok(other) => Err(StateError::Unavailable(format!(
@@ -316,23 +331,41 @@ impl RedisState {
         self.connections[index].clone()
     }
 
+    /// Runs one script on the connections' runtime: `keys` and `args` as the script reads
+    /// them.
     async fn run(
-        &self,
+        self: &Arc<Self>,
         operation: Operation,
-        invocation: redis::ScriptInvocation<'_>,
+        script: fn(&Scripts) -> &redis::Script,
+        keys: [String; 2],
+        key_count: usize,
+        args: Vec<String>,
     ) -> Result<redis::Value, StateError> {
         let started = Instant::now();
-        let mut connection = self.connection();
-        let result = match tokio::time::timeout(
-            self.timeout,
-            invocation.invoke_async::<redis::Value>(&mut connection),
-        )
-        .await
-        {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(unavailable(&error)),
-            Err(_) => Err(StateError::Unavailable(
+        let state = self.clone();
+        let call = self.runtime.spawn(async move {
+            let mut invocation = script(&state.scripts).prepare_invoke();
+            for key in keys.iter().take(key_count) {
+                invocation.key(key);
+            }
+            for arg in &args {
+                invocation.arg(arg);
+            }
+            let mut connection = state.connection();
+            tokio::time::timeout(
+                state.timeout,
+                invocation.invoke_async::<redis::Value>(&mut connection),
+            )
+            .await
+        });
+        let result = match call.await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(error))) => Err(unavailable(&error)),
+            Ok(Err(_)) => Err(StateError::Unavailable(
                 "the Redis server did not answer in time".into(),
+            )),
+            Err(_) => Err(StateError::Unavailable(
+                "the Redis call was cancelled".into(),
             )),
         };
         record_call(
@@ -399,17 +432,24 @@ impl RedisPartition {
         }
         // A cost above capacity is never granted; the script needs no exact value for it.
         let cost = cost.min(spec.capacity.saturating_add(1));
-        let mut invocation = self.state.scripts.take.prepare_invoke();
-        invocation
-            .key(self.key('b', key))
-            .key(self.index('b'))
-            .arg(spec.capacity)
-            .arg(spec.refill_tokens)
-            .arg(spec.refill_period_ms)
-            .arg(cost)
-            .arg(now_ms.min(EXACT_LIMIT))
-            .arg(self.limits.buckets.get());
-        let value = self.state.run(Operation::Take, invocation).await?;
+        let args = [
+            spec.capacity,
+            spec.refill_tokens,
+            spec.refill_period_ms,
+            cost,
+            now_ms.min(EXACT_LIMIT),
+            self.limits.buckets.get() as u64,
+        ];
+        let value = self
+            .state
+            .run(
+                Operation::Take,
+                |scripts| &scripts.take,
+                [self.key('b', key), self.index('b')],
+                2,
+                args.iter().map(u64::to_string).collect(),
+            )
+            .await?;
         let numbers = integers(&value, 4)?;
         let [allowed, remaining, retry_after, reset] =
             [numbers[0], numbers[1], numbers[2], numbers[3]];
@@ -436,16 +476,23 @@ impl RedisPartition {
         check_key(key)?;
         check_member(member)?;
         check_window(window_ms)?;
-        let mut invocation = self.state.scripts.distinct_add.prepare_invoke();
-        invocation
-            .key(self.key('d', key))
-            .key(self.index('d'))
-            .arg(member)
-            .arg(window_ms.min(EXACT_LIMIT))
-            .arg(now_ms.min(EXACT_LIMIT))
-            .arg(self.limits.distinct_members_per_key.get())
-            .arg(self.limits.distinct_keys.get());
-        let value = self.state.run(Operation::DistinctAdd, invocation).await?;
+        let args = vec![
+            member.to_string(),
+            window_ms.min(EXACT_LIMIT).to_string(),
+            now_ms.min(EXACT_LIMIT).to_string(),
+            self.limits.distinct_members_per_key.get().to_string(),
+            self.limits.distinct_keys.get().to_string(),
+        ];
+        let value = self
+            .state
+            .run(
+                Operation::DistinctAdd,
+                |scripts| &scripts.distinct_add,
+                [self.key('d', key), self.index('d')],
+                2,
+                args,
+            )
+            .await?;
         Ok(u32::try_from(non_negative(integer(&value)?)).unwrap_or(u32::MAX))
     }
 
@@ -457,12 +504,20 @@ impl RedisPartition {
     ) -> Result<u32, StateError> {
         check_key(key)?;
         check_window(window_ms)?;
-        let mut invocation = self.state.scripts.distinct_count.prepare_invoke();
-        invocation
-            .key(self.key('d', key))
-            .arg(window_ms.min(EXACT_LIMIT))
-            .arg(now_ms.min(EXACT_LIMIT));
-        let value = self.state.run(Operation::DistinctCount, invocation).await?;
+        let args = vec![
+            window_ms.min(EXACT_LIMIT).to_string(),
+            now_ms.min(EXACT_LIMIT).to_string(),
+        ];
+        let value = self
+            .state
+            .run(
+                Operation::DistinctCount,
+                |scripts| &scripts.distinct_count,
+                [self.key('d', key), String::new()],
+                1,
+                args,
+            )
+            .await?;
         Ok(u32::try_from(non_negative(integer(&value)?)).unwrap_or(u32::MAX))
     }
 
@@ -475,15 +530,22 @@ impl RedisPartition {
     ) -> Result<u64, StateError> {
         check_key(key)?;
         check_window(window_ms)?;
-        let mut invocation = self.state.scripts.counter_add.prepare_invoke();
-        invocation
-            .key(self.key('c', key))
-            .key(self.index('c'))
-            .arg(amount.min(EXACT_LIMIT))
-            .arg(window_ms.min(EXACT_LIMIT))
-            .arg(now_ms.min(EXACT_LIMIT))
-            .arg(self.limits.counters.get());
-        let value = self.state.run(Operation::CounterAdd, invocation).await?;
+        let args = [
+            amount.min(EXACT_LIMIT),
+            window_ms.min(EXACT_LIMIT),
+            now_ms.min(EXACT_LIMIT),
+            self.limits.counters.get() as u64,
+        ];
+        let value = self
+            .state
+            .run(
+                Operation::CounterAdd,
+                |scripts| &scripts.counter_add,
+                [self.key('c', key), self.index('c')],
+                2,
+                args.iter().map(u64::to_string).collect(),
+            )
+            .await?;
         Ok(non_negative(integer(&value)?))
     }
 }
