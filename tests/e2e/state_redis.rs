@@ -301,7 +301,17 @@ fn a_million_rotating_keys_leave_the_server_bounded() {
 
 const PATIENT: &str = r#"{"resourceType":"Patient","id":"pat-123"}"#;
 
-fn gateway_config(upstream: &TestUpstream, server: &RedisServer) -> String {
+/// The rate-limit module: a user's bucket holds 10 and refills one an hour.
+fn rate_limit_policy() -> String {
+    format!(
+        r#"name = "rate-limit"
+module = "{}"
+config = {{ defaults = {{ client = {{ capacity = 1000, refill = 1000 }}, user = {{ capacity = 10, refill = 1, period_ms = 3600000 }}, address = {{ capacity = 1000, refill = 1000 }} }}, global = {{ capacity = 100000, refill = 100000, period_ms = 1000 }} }}"#,
+        guest("rate-limit").display()
+    )
+}
+
+fn gateway_config(upstream: &TestUpstream, server: &RedisServer, policy: &str) -> String {
     format!(
         r#"
 [server]
@@ -328,14 +338,11 @@ prefix = "/fhir"
 upstream = "ehr"
 
 [[routes.policies]]
-name = "rate-limit"
-module = "{module}"
-config = {{ defaults = {{ client = {{ capacity = 1000, refill = 1000 }}, user = {{ capacity = 10, refill = 1, period_ms = 3600000 }}, address = {{ capacity = 1000, refill = 1000 }} }}, global = {{ capacity = 100000, refill = 100000, period_ms = 1000 }} }}
+{policy}
 {identity}
 "#,
         redis = server.url(),
         url = upstream.url(""),
-        module = guest("rate-limit").display(),
         identity = identity_toml(),
     )
 }
@@ -344,7 +351,7 @@ config = {{ defaults = {{ client = {{ capacity = 1000, refill = 1000 }}, user = 
 fn two_replicas_sharing_redis_hold_a_user_to_one_rate_and_fail_closed_without_it() {
     let mut server = RedisServer::start();
     let upstream = TestUpstream::start(Reply::json(PATIENT));
-    let config = gateway_config(&upstream, &server);
+    let config = gateway_config(&upstream, &server, &rate_limit_policy());
     let replicas = [
         GatewayProcess::start(&config),
         GatewayProcess::start(&config),
@@ -407,4 +414,42 @@ fn two_replicas_sharing_redis_hold_a_user_to_one_rate_and_fail_closed_without_it
         "the replica did not recover after the server returned"
     );
     assert_eq!(get(replicas[0].admin, "/readyz", None).status, 200);
+}
+
+#[test]
+fn an_insider_alternating_between_replicas_is_caught_by_the_shared_volume_window() {
+    let server = RedisServer::start();
+    let upstream = TestUpstream::start(Reply::json(PATIENT));
+    let policy = format!(
+        r#"name = "anomaly"
+module = "{}"
+config = {{ volume = {{ max_distinct_patients = 6, burst_max_distinct_patients = 1000 }} }}"#,
+        guest("anomaly").display()
+    );
+    let config = gateway_config(&upstream, &server, &policy);
+    let replicas = [
+        GatewayProcess::start(&config),
+        GatewayProcess::start(&config),
+    ];
+    let token = sign(&clinician_claims());
+    // Six charts spread over both replicas: each replica alone has seen three.
+    for patient in 0..6 {
+        let response = get(
+            replicas[patient % 2].addr,
+            &format!("/fhir/Patient/p{patient}"),
+            Some(&token),
+        );
+        assert_eq!(response.status, 200, "chart {patient}: {}", response.body);
+    }
+    // The seventh distinct patient crosses the shared window on either replica.
+    for replica in &replicas {
+        let response = get(replica.addr, "/fhir/Patient/p6", Some(&token));
+        assert_eq!(response.status, 403, "{}", response.body);
+        assert_eq!(
+            response.rule().as_deref(),
+            Some("anomaly.deny"),
+            "{}",
+            response.body
+        );
+    }
 }
