@@ -291,10 +291,16 @@ fn a_million_rotating_keys_leave_the_server_bounded() {
         .unwrap_or(usize::MAX);
     // The cap of buckets, plus the module's index of them.
     assert!(dbsize <= cap + 1, "DBSIZE {dbsize} above the cap {cap}");
-    // The README's estimate: about 250 bytes per bucket key with its index entry.
+    // The README's estimate: at most 400 bytes per bucket key with its index entry (353
+    // measured with these keys).
     let grown = server.info_number("used_memory").saturating_sub(before);
+    eprintln!(
+        "{keys} rotating keys: DBSIZE {dbsize}, used_memory +{grown} B ({} B per kept key), {:?}",
+        grown / cap as u64,
+        started.elapsed()
+    );
     assert!(
-        grown <= (cap as u64) * 250 + 4 * 1024 * 1024,
+        grown <= (cap as u64) * 400 + 1024 * 1024,
         "used_memory grew {grown} bytes for {cap} buckets"
     );
 }
