@@ -9,7 +9,10 @@
 #   - a patient app's update of its own observation through the shipped policies, with the
 #     read of the stored resource first (the default for patient-bound tokens) and without
 #     it (`verify_write_owner = "off"`, least-privilege told to trust the upstream): the
-#     read's cost.
+#     read's cost,
+#   - the three shipped policies with their state on a local redis-server
+#     (`[state] backend = "redis"`), as replicas share it: the shared state's cost, also as a
+#     ratio to the in-memory row.
 # Each is loaded with wrk for a bounded time; ratios are against nginx. BASELINE=/path/to/an
 # older ehrgate adds its three-shipped-policies row to the same run, for a comparison that
 # the machine's run-to-run drift does not blur.
@@ -43,10 +46,23 @@ python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["allow_unverif
 unverified=$(sed "s|$PWD/examples/policies/least-privilege.json|$WORK/least-privilege-unverified.json|" <<<"$SHIPPED_POLICIES")
 gateway_config 18187 18197 "" "$(route fhir /fhir "verify_write_owner = \"off\"
 $unverified")" > "$WORK/unread.toml"
-for name in empty fixtures shipped audited unread; do
+# The shared state backend: a redis-server on 127.0.0.1, no persistence.
+command -v redis-server >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+}
+mkdir -p "$WORK/redis"
+redis-server --bind 127.0.0.1 --port 18188 --save "" --appendonly no --dir "$WORK/redis" >/dev/null &
+pids+=($!)
+gateway_config 18189 18199 '[state]
+backend = "redis"
+
+[state.redis]
+url = "redis://127.0.0.1:18188/0"' "$(route fhir /fhir "$SHIPPED_POLICIES")" > "$WORK/redis.toml"
+wait_port 18188
+for name in empty fixtures shipped audited unread redis; do
     start_gateway "$name"
 done
-for port in $UPSTREAM_PORT $NGINX_PORT 18182 18183 18184 18185 18187; do
+for port in $UPSTREAM_PORT $NGINX_PORT 18182 18183 18184 18185 18187 18189; do
     wait_port "$port"
 done
 if [ -n "${BASELINE:-}" ]; then
@@ -78,6 +94,7 @@ results+=("$(run "ehrgate, empty chain" "http://127.0.0.1:18182/fhir/Patient/pat
 results+=("$(run "ehrgate, three fixture modules" "http://127.0.0.1:18183/fhir/Patient/pat-123")")
 results+=("$(run "ehrgate, three shipped policies" "http://127.0.0.1:18184/fhir/Patient/pat-123")")
 results+=("$(run "ehrgate, shipped policies + strict audit" "http://127.0.0.1:18185/fhir/Patient/pat-123")")
+results+=("$(run "ehrgate, three shipped policies, state on Redis" "http://127.0.0.1:18189/fhir/Patient/pat-123")")
 if [ -n "${BASELINE:-}" ]; then
     results+=("$(run "baseline build, three shipped policies" "http://127.0.0.1:18186/fhir/Patient/pat-123")")
 fi
@@ -99,3 +116,10 @@ for row in "${results[@]}"; do
     added=$(awk -v a="$p50_1" -v b="$direct_p50" 'BEGIN { printf "%d", a - b }')
     echo "| $label | $rps | ${ratio}x | $p50 / $p99 µs | $p50_1 / $p99_1 µs | $added µs | $status | $errors |"
 done
+memory=$(printf '%s\n' "${results[@]}" | grep '^ehrgate, three shipped policies|')
+redis=$(printf '%s\n' "${results[@]}" | grep '^ehrgate, three shipped policies, state on Redis|')
+echo
+echo "State on Redis vs in memory (three shipped policies): $(awk -v a="$(cut -d'|' -f2 <<<"$redis")" \
+    -v b="$(cut -d'|' -f2 <<<"$memory")" 'BEGIN { printf "%.2f", a / b }')x throughput, \
+$(awk -v a="$(cut -d'|' -f5 <<<"$redis")" -v b="$(cut -d'|' -f5 <<<"$memory")" 'BEGIN { printf "%+d", a - b }') µs p50 (1 conn)."
+
