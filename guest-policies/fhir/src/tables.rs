@@ -558,4 +558,69 @@ mod tests {
         assert!(!is_billing_type("Observation"));
         assert!(!is_billing_type("Patient"));
     }
+
+    #[test]
+    fn ids() {
+        let cases: &[(&str, bool)] = &[
+            ("123", true),
+            ("a-B.9", true),
+            (&"x".repeat(64), true),
+            (&"x".repeat(65), false),
+            ("", false),
+            ("a_b", false),
+            ("a b", false),
+            ("Patient/1", false),
+            ("é", false),
+        ];
+        for (id, valid) in cases {
+            assert_eq!(is_valid_id(id), *valid, "{id}");
+        }
+    }
+
+    #[test]
+    fn compartment_params_cover_the_reference_table_and_only_known_types() {
+        let table: &[(&str, &[&str])] = &[
+            ("Patient", &["link"]),
+            ("Observation", &["subject", "performer"]),
+            ("Condition", &["patient", "asserter"]),
+            ("AllergyIntolerance", &["patient", "recorder", "asserter"]),
+            ("Encounter", &["patient"]),
+            ("MedicationRequest", &["subject"]),
+            ("DiagnosticReport", &["subject"]),
+            ("Procedure", &["patient", "performer"]),
+            ("Immunization", &["patient"]),
+            ("DocumentReference", &["subject", "author"]),
+            ("Claim", &["patient", "payee"]),
+            ("ExplanationOfBenefit", &["patient", "payee"]),
+            (
+                "Coverage",
+                &["policy-holder", "subscriber", "beneficiary", "payor"],
+            ),
+            ("Account", &["subject"]),
+            ("ChargeItem", &["subject"]),
+            ("Invoice", &["subject", "patient", "recipient"]),
+        ];
+        for (resource, params) in table {
+            let found = patient_compartment_params(resource);
+            for param in *params {
+                assert!(found.contains(param), "{resource} lacks {param}");
+            }
+        }
+        for outside in [
+            "Practitioner",
+            "Organization",
+            "Location",
+            "Medication",
+            "Unknown",
+        ] {
+            assert!(patient_compartment_params(outside).is_empty(), "{outside}");
+        }
+        // The match has 66 arms; all of them must be R4 type names, or a misspelled arm would
+        // silently leave its type outside the compartment.
+        let listed = RESOURCE_TYPES
+            .iter()
+            .filter(|resource| !patient_compartment_params(resource).is_empty())
+            .count();
+        assert_eq!(listed, 66);
+    }
 }
