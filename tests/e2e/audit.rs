@@ -518,6 +518,16 @@ fn the_review_commands_read_what_the_gateway_wrote() {
     assert!(page.contains("<svg") && !page.contains("<script"));
 
     // The export, in both forms, validated against FHIR R4.
+    let (ndjson, bundle) = export_fhir(&files);
+    let events = std::fs::read_to_string(&ndjson).unwrap().lines().count();
+    // One per patient touched: the batch touched two, metadata and the rejection none.
+    assert_eq!(events, 9, "{}", std::fs::read_to_string(&ndjson).unwrap());
+    validate_fhir_r4(&ndjson, &bundle, events);
+}
+
+/// Exports the log as FHIR AuditEvents, as NDJSON and as a Bundle; the two files' paths.
+pub(crate) fn export_fhir(files: &AuditFiles) -> (PathBuf, PathBuf) {
+    let dir = files.dir.to_str().unwrap();
     let ndjson = files.dir.with_extension("ndjson");
     let bundle = files.dir.with_extension("bundle.json");
     for (path, bundle_flag) in [(&ndjson, false), (&bundle, true)] {
@@ -537,10 +547,7 @@ fn the_review_commands_read_what_the_gateway_wrote() {
         let output = ehrgate(&args);
         assert!(output.status.success(), "{output:?}");
     }
-    let events = std::fs::read_to_string(&ndjson).unwrap().lines().count();
-    // One per patient touched: the batch touched two, metadata and the rejection none.
-    assert_eq!(events, 9, "{}", std::fs::read_to_string(&ndjson).unwrap());
-    validate_fhir_r4(&ndjson, &bundle, events);
+    (ndjson, bundle)
 }
 
 /// FHIR R4 validation with `fhir.resources` 6.4.0, the last release whose models are FHIR

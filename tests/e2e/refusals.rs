@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::audit::{AuditFiles, audit_files, ehrgate, validate_fhir_r4, verify_json};
+use crate::audit::{AuditFiles, audit_files, ehrgate, export_fhir, validate_fhir_r4, verify_json};
 use crate::support::gateway::GatewayProcess;
 use crate::support::guest;
 use crate::support::http::get;
@@ -434,26 +434,7 @@ fn every_refusal_below_the_handler_has_a_record_with_its_peer_and_a_counter() {
 
 /// The FHIR export of the log, in both forms, validated as R4.
 fn export_validates(files: &AuditFiles, events: usize) {
-    let dir = files.dir.to_str().unwrap();
-    let ndjson: PathBuf = files.dir.with_extension("ndjson");
-    let bundle: PathBuf = files.dir.with_extension("bundle.json");
-    for (path, bundle_flag) in [(&ndjson, false), (&bundle, true)] {
-        let mut args = vec![
-            "audit",
-            "export",
-            "--dir",
-            dir,
-            "--format",
-            "fhir",
-            "--out",
-            path.to_str().unwrap(),
-        ];
-        if bundle_flag {
-            args.push("--bundle");
-        }
-        let output = ehrgate(&args);
-        assert!(output.status.success(), "{output:?}");
-    }
+    let (ndjson, bundle) = export_fhir(files);
     validate_fhir_r4(&ndjson, &bundle, events);
 }
 

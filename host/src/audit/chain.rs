@@ -48,37 +48,28 @@ pub trait Chained: serde::Serialize {
     fn seq(&self) -> u64;
 }
 
-impl Chained for AuditRecord {
-    fn link(&mut self, seq: u64, prev_hash: String) {
-        self.seq = seq;
-        self.prev_hash = prev_hash;
-        self.hash.clear();
-    }
+/// Both record kinds keep their chain fields under the same names.
+macro_rules! chained {
+    ($($record:ty),*) => {$(
+        impl Chained for $record {
+            fn link(&mut self, seq: u64, prev_hash: String) {
+                self.seq = seq;
+                self.prev_hash = prev_hash;
+                self.hash.clear();
+            }
 
-    fn set_hash(&mut self, hash: String) {
-        self.hash = hash;
-    }
+            fn set_hash(&mut self, hash: String) {
+                self.hash = hash;
+            }
 
-    fn seq(&self) -> u64 {
-        self.seq
-    }
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+        }
+    )*};
 }
 
-impl Chained for RefusalRecord {
-    fn link(&mut self, seq: u64, prev_hash: String) {
-        self.seq = seq;
-        self.prev_hash = prev_hash;
-        self.hash.clear();
-    }
-
-    fn set_hash(&mut self, hash: String) {
-        self.hash = hash;
-    }
-
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-}
+chained!(AuditRecord, RefusalRecord);
 
 /// Appends `record` as the next record after `head` to `out` (one line, newline included),
 /// setting its `seq`, `prev_hash` and `hash`, and returns the new head.
