@@ -20,7 +20,7 @@ use ehrgate::engine::{
     ConfiguredPolicy, Header, Interaction, Param, PolicyEngine, PolicySpec, Principal, Request,
     SandboxSettings,
 };
-use ehrgate::state::MemoryState;
+use ehrgate::state::{BucketSpec, BucketStatus, MemoryState, StateBackend, StateError};
 
 /// The path of a guest module built by `host/build.rs`, by crate name (`chaos`).
 pub fn guest(crate_name: &str) -> PathBuf {
@@ -145,4 +145,34 @@ pub fn chaos_request(behaviour: &str) -> Request {
         value: behaviour.into(),
     });
     request
+}
+
+/// A backend whose every call fails, as an unreachable Redis would.
+pub struct BrokenState;
+
+impl StateBackend for BrokenState {
+    fn take(&self, _: &str, _: BucketSpec, _: u64, _: u64) -> Result<BucketStatus, StateError> {
+        Err(refused())
+    }
+    fn distinct_add(&self, _: &str, _: &str, _: u64, _: u64) -> Result<u32, StateError> {
+        Err(refused())
+    }
+    fn distinct_count(&self, _: &str, _: u64, _: u64) -> Result<u32, StateError> {
+        Err(refused())
+    }
+    fn counter_add(&self, _: &str, _: u64, _: u64, _: u64) -> Result<u64, StateError> {
+        Err(refused())
+    }
+    fn take_all(
+        &self,
+        _: &[(String, BucketSpec)],
+        _: u64,
+        _: u64,
+    ) -> Result<Vec<BucketStatus>, StateError> {
+        Err(refused())
+    }
+}
+
+fn refused() -> StateError {
+    StateError::Unavailable("connection refused".into())
 }

@@ -19,6 +19,7 @@
 //! replica shares the same state on a Redis or Valkey server ([`RedisState`]); a module's
 //! imports reach either through its [`StateHandle`].
 
+mod batch;
 mod bucket;
 mod counter;
 #[cfg(test)]
@@ -34,6 +35,7 @@ mod provider;
 mod redis;
 mod table;
 
+pub use batch::{MAX_BATCH, MAX_TAKE_ALL, StateCall, StateReply};
 pub use bucket::{BucketSpec, BucketStatus};
 pub use gateway::GatewayState;
 pub use handle::StateHandle;
@@ -94,6 +96,16 @@ pub trait StateBackend: Send + Sync + 'static {
         window_ms: u64,
         now_ms: u64,
     ) -> Result<u64, StateError>;
+
+    /// Takes `cost` tokens from every bucket in `buckets` or from none: when one is short,
+    /// nothing is taken and every status has `allowed` false (a short bucket's
+    /// `retry_after_ms` above 0, the others' 0). At most [`MAX_TAKE_ALL`] buckets.
+    fn take_all(
+        &self,
+        buckets: &[(String, BucketSpec)],
+        cost: u64,
+        now_ms: u64,
+    ) -> Result<Vec<BucketStatus>, StateError>;
 }
 
 /// Checks a key or member against `max` bytes.

@@ -7,14 +7,12 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{guest, load, patient_search, test_settings};
+use crate::support::{BrokenState, guest, load, patient_search, test_settings};
 use ehrgate::engine::{
     ConfiguredPolicy, FindingSeverity, Interaction, ModuleDecision, Param, PolicyEngine,
     PolicySpec, Request,
 };
-use ehrgate::state::{
-    BucketSpec, BucketStatus, MemoryState, MemoryStateLimits, StateBackend, StateError,
-};
+use ehrgate::state::{MemoryState, MemoryStateLimits, StateBackend};
 
 /// Monday 2026-01-05 10:00:00 UTC.
 const MONDAY_10_UTC: u64 = 1_767_607_200_000;
@@ -539,24 +537,6 @@ fn anonymous_requests_are_not_judged() {
     let mut request = read("x", &[], "p1", MONDAY_10_UTC);
     request.principal = None;
     quiet(&decide(&policy, &request));
-}
-
-/// A backend whose every call fails, as an unreachable Redis would.
-struct BrokenState;
-
-impl StateBackend for BrokenState {
-    fn take(&self, _: &str, _: BucketSpec, _: u64, _: u64) -> Result<BucketStatus, StateError> {
-        Err(StateError::Unavailable("connection refused".into()))
-    }
-    fn distinct_add(&self, _: &str, _: &str, _: u64, _: u64) -> Result<u32, StateError> {
-        Err(StateError::Unavailable("connection refused".into()))
-    }
-    fn distinct_count(&self, _: &str, _: u64, _: u64) -> Result<u32, StateError> {
-        Err(StateError::Unavailable("connection refused".into()))
-    }
-    fn counter_add(&self, _: &str, _: u64, _: u64, _: u64) -> Result<u64, StateError> {
-        Err(StateError::Unavailable("connection refused".into()))
-    }
 }
 
 #[test]

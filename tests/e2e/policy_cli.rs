@@ -360,7 +360,7 @@ fn a_new_policy_from_the_template_passes_its_unit_tests_builds_passes_its_cases_
     let (ok, text) = ehrgate(&["policy".as_ref(), "inspect".as_ref(), module.as_os_str()]);
     assert!(ok, "{text}");
     assert!(
-        text.contains("world    ehrgate:policy/policy@0.1.0"),
+        text.contains("world    ehrgate:policy/policy@0.1.1"),
         "{text}"
     );
     assert!(

@@ -7,13 +7,11 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{guest, load, patient_search, test_settings};
+use crate::support::{BrokenState, guest, load, patient_search, test_settings};
 use ehrgate::engine::{
     ConfiguredPolicy, Entry, Interaction, ModuleDecision, PolicyEngine, PolicySpec, Request,
 };
-use ehrgate::state::{
-    BucketSpec, BucketStatus, MemoryState, MemoryStateLimits, StateBackend, StateError,
-};
+use ehrgate::state::{BucketSpec, MemoryState, MemoryStateLimits, StateBackend};
 
 /// 2026-01-05 08:00:00 UTC.
 const T0: u64 = 1_767_600_000_000;
@@ -402,24 +400,6 @@ fn addresses_in_trusted_networks_skip_the_address_bucket_and_ipv6_counts_per_pre
     assert_eq!(granted("192.0.2.7", false), 20);
     // 40 addresses inside one /64 share its bucket.
     assert_eq!(granted("2001:db8:5:6:1::", true), 20);
-}
-
-/// A backend whose every call fails, as an unreachable Redis would.
-struct BrokenState;
-
-impl StateBackend for BrokenState {
-    fn take(&self, _: &str, _: BucketSpec, _: u64, _: u64) -> Result<BucketStatus, StateError> {
-        Err(StateError::Unavailable("connection refused".into()))
-    }
-    fn distinct_add(&self, _: &str, _: &str, _: u64, _: u64) -> Result<u32, StateError> {
-        Err(StateError::Unavailable("connection refused".into()))
-    }
-    fn distinct_count(&self, _: &str, _: u64, _: u64) -> Result<u32, StateError> {
-        Err(StateError::Unavailable("connection refused".into()))
-    }
-    fn counter_add(&self, _: &str, _: u64, _: u64, _: u64) -> Result<u64, StateError> {
-        Err(StateError::Unavailable("connection refused".into()))
-    }
 }
 
 #[test]

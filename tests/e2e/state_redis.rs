@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ehrgate::state::{
-    BucketSpec, BucketStatus, MemoryState, MemoryStateLimits, RedisSettings, RedisState,
-    StateHandle, StateProvider,
+    BucketSpec, BucketStatus, MAX_BATCH, MemoryState, MemoryStateLimits, RedisSettings, RedisState,
+    StateCall, StateError, StateHandle, StateProvider, StateReply,
 };
 
 use crate::support::gateway::GatewayProcess;
@@ -197,9 +197,133 @@ async fn arithmetic_suite(state: &StateHandle, name: &str) {
         "{name}: a new window starts afresh"
     );
 
+    // The shared backend's key index orders keys by request time, the in-memory one by
+    // use: from here on time moves forward, as it does between real requests.
+    const AT: u64 = T0 + 200_000;
+
+    // take-all: every bucket pays, or none does; the short one says when it could.
+    let three = BucketSpec {
+        capacity: 3,
+        ..TEN_PER_SECOND
+    };
+    let buckets = [
+        ("all-a".to_owned(), TEN_PER_SECOND),
+        ("all-b".to_owned(), three),
+    ];
+    let paid = state.take_all(&buckets, 2, AT).await.expect("take-all");
+    assert!(paid.iter().all(|s| s.allowed), "{name}: {paid:?}");
+    assert_eq!(
+        (paid[0].remaining, paid[1].remaining),
+        (8, 1),
+        "{name}: both paid"
+    );
+    let refused = state.take_all(&buckets, 2, AT).await.expect("take-all");
+    assert!(refused.iter().all(|s| !s.allowed), "{name}: {refused:?}");
+    assert_eq!(
+        (refused[0].retry_after_ms, refused[1].retry_after_ms),
+        (0, 100),
+        "{name}: only the short bucket waits"
+    );
+    assert_eq!(
+        take("all-a", TEN_PER_SECOND, 0, AT).await.remaining,
+        8,
+        "{name}: a refused take-all takes nothing"
+    );
+    let paid = state
+        .take_all(&buckets, 2, AT + 100)
+        .await
+        .expect("take-all");
+    assert!(paid.iter().all(|s| s.allowed), "{name}: refilled {paid:?}");
+    let twice = [
+        ("all-a".to_owned(), TEN_PER_SECOND),
+        ("all-a".to_owned(), three),
+    ];
+    assert!(
+        matches!(
+            state.take_all(&twice, 1, AT).await,
+            Err(StateError::InvalidArgument(_))
+        ),
+        "{name}: a bucket named twice"
+    );
+    assert!(
+        state.take_all(&[], 1, AT).await.is_err(),
+        "{name}: no bucket"
+    );
+
+    // A batch runs its calls in order, each with its own result; a refused call does not
+    // stop the others.
+    let calls = [
+        StateCall::Take {
+            key: "batch-b".into(),
+            spec: TEN_PER_SECOND,
+            cost: 4,
+        },
+        StateCall::DistinctAdd {
+            key: "batch-d".into(),
+            member: "p1".into(),
+            window_ms: hour,
+        },
+        StateCall::DistinctAdd {
+            key: "batch-d".into(),
+            member: "p2".into(),
+            window_ms: hour,
+        },
+        StateCall::DistinctCount {
+            key: "batch-d".into(),
+            window_ms: hour,
+        },
+        StateCall::CounterAdd {
+            key: "batch-c".into(),
+            amount: 3,
+            window_ms: minute,
+        },
+        StateCall::Take {
+            key: "x".repeat(600),
+            spec: TEN_PER_SECOND,
+            cost: 1,
+        },
+        StateCall::CounterAdd {
+            key: "batch-c".into(),
+            amount: 4,
+            window_ms: minute,
+        },
+    ];
+    let replies = state.batch(&calls, AT).await.expect("batch");
+    assert_eq!(replies.len(), calls.len(), "{name}");
+    match &replies[0] {
+        Ok(StateReply::Bucket(status)) => assert_eq!(status.remaining, 6, "{name}"),
+        other => panic!("{name}: a take answered {other:?}"),
+    }
+    let counts: Vec<Option<u64>> = replies[1..]
+        .iter()
+        .map(|reply| match reply {
+            Ok(StateReply::Count(count)) => Some(*count),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [Some(1), Some(2), Some(2), Some(3), None, Some(7)],
+        "{name}: {replies:?}"
+    );
+    assert!(
+        matches!(replies[5], Err(StateError::KeyTooLong { .. })),
+        "{name}"
+    );
+    let too_many = vec![calls[4].clone(); MAX_BATCH + 1];
+    assert!(state.batch(&too_many, AT).await.is_err(), "{name}");
+    assert_eq!(
+        state
+            .counter_add("batch-c", 0, minute, AT)
+            .await
+            .expect("counter"),
+        7,
+        "{name}: a refused batch runs nothing"
+    );
+
     // Key caps: past its cap of buckets the least recently used key is forgotten (and so
     // full again), the others are kept.
-    let later = T0 + 100_000;
+    let later = T0 + 300_000;
     for (i, key) in ["k1", "k2", "k3", "k4", "k5"].into_iter().enumerate() {
         take_static(state, key, later + i as u64).await;
     }

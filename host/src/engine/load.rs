@@ -52,7 +52,7 @@ pub enum LoadError {
     )]
     UnknownImport { module: String, import: String },
     #[error(
-        "policy `{module}` does not implement the `ehrgate:policy/policy@0.1.0` world: {reason}\n\
+        "policy `{module}` does not implement the `ehrgate:policy/policy@0.1.x` world: {reason}\n\
          help: generate its bindings from `wit/policy.wit` (the sdk does this)"
     )]
     WorldMismatch { module: String, reason: String },

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use super::bindings::ehrgate::policy::{log, state, types};
 use super::bindings::{GuestBucketStatus, GuestLogLevel};
-use crate::state::{BucketSpec, MAX_KEY_BYTES, StateHandle, check_length};
+use crate::state::{
+    BucketSpec, BucketStatus, MAX_BATCH, MAX_KEY_BYTES, MAX_TAKE_ALL, StateCall, StateHandle,
+    StateReply, check_length,
+};
 
 /// The longest log message kept from a guest, in bytes.
 const MAX_LOG_MESSAGE_BYTES: usize = 1024;
@@ -238,13 +241,7 @@ impl state::Host for StoreData {
             .take(self.namespaced(&key)?, spec, cost, now_ms)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(GuestBucketStatus {
-            allowed: status.allowed,
-            limit: status.limit,
-            remaining: status.remaining,
-            retry_after_ms: status.retry_after_ms,
-            reset_ms: status.reset_ms,
-        })
+        Ok(guest_status(status))
     }
 
     async fn distinct_add(
@@ -279,6 +276,110 @@ impl state::Host for StoreData {
             .counter_add(self.namespaced(&key)?, amount, window_ms, now_ms)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    async fn take_all(
+        &mut self,
+        buckets: Vec<state::BucketTake>,
+        cost: u64,
+    ) -> Result<Vec<GuestBucketStatus>, String> {
+        if buckets.len() > MAX_TAKE_ALL {
+            return Err(format!(
+                "take-all names {} buckets; at most {MAX_TAKE_ALL} are allowed",
+                buckets.len()
+            ));
+        }
+        let buckets = buckets
+            .into_iter()
+            .map(|bucket| Ok((self.namespaced(&bucket.key)?.to_owned(), spec_of(&bucket))))
+            .collect::<Result<Vec<_>, String>>()?;
+        let (state, now_ms) = (self.state.clone(), self.now_ms);
+        let statuses = state
+            .take_all(&buckets, cost, now_ms)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(statuses.into_iter().map(guest_status).collect())
+    }
+
+    async fn batch(
+        &mut self,
+        calls: Vec<state::Call>,
+    ) -> Result<Vec<Result<state::Reply, String>>, String> {
+        if calls.len() > MAX_BATCH {
+            return Err(format!(
+                "the batch holds {} calls; at most {MAX_BATCH} are allowed",
+                calls.len()
+            ));
+        }
+        // A call whose key the host refuses keeps its error; the others run together.
+        let prepared: Vec<Result<StateCall, String>> =
+            calls.into_iter().map(|call| self.prepare(call)).collect();
+        let valid: Vec<StateCall> = prepared.iter().flatten().cloned().collect();
+        let (state, now_ms) = (self.state.clone(), self.now_ms);
+        let mut replies = state
+            .batch(&valid, now_ms)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter();
+        Ok(prepared
+            .into_iter()
+            .map(|prepared| {
+                prepared?;
+                match replies.next() {
+                    Some(Ok(StateReply::Bucket(status))) => {
+                        Ok(state::Reply::Bucket(guest_status(status)))
+                    }
+                    Some(Ok(StateReply::Count(count))) => Ok(state::Reply::Count(count)),
+                    Some(Err(error)) => Err(error.to_string()),
+                    None => Err("the state backend returned too few replies".to_owned()),
+                }
+            })
+            .collect())
+    }
+}
+
+impl StoreData {
+    /// A guest's batch call with its key behind the module's namespace.
+    fn prepare(&mut self, call: state::Call) -> Result<StateCall, String> {
+        Ok(match call {
+            state::Call::Take((bucket, cost)) => StateCall::Take {
+                key: self.namespaced(&bucket.key)?.to_owned(),
+                spec: spec_of(&bucket),
+                cost,
+            },
+            state::Call::DistinctAdd((key, member, window_ms)) => StateCall::DistinctAdd {
+                key: self.namespaced(&key)?.to_owned(),
+                member,
+                window_ms,
+            },
+            state::Call::DistinctCount((key, window_ms)) => StateCall::DistinctCount {
+                key: self.namespaced(&key)?.to_owned(),
+                window_ms,
+            },
+            state::Call::CounterAdd((key, amount, window_ms)) => StateCall::CounterAdd {
+                key: self.namespaced(&key)?.to_owned(),
+                amount,
+                window_ms,
+            },
+        })
+    }
+}
+
+fn spec_of(bucket: &state::BucketTake) -> BucketSpec {
+    BucketSpec {
+        capacity: bucket.capacity,
+        refill_tokens: bucket.refill_tokens,
+        refill_period_ms: bucket.refill_period_ms,
+    }
+}
+
+fn guest_status(status: BucketStatus) -> GuestBucketStatus {
+    GuestBucketStatus {
+        allowed: status.allowed,
+        limit: status.limit,
+        remaining: status.remaining,
+        retry_after_ms: status.retry_after_ms,
+        reset_ms: status.reset_ms,
     }
 }
 

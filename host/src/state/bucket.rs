@@ -99,6 +99,13 @@ impl TokenBucket {
     }
 }
 
+impl TokenBucket {
+    /// What [`TokenBucket::take`] would answer, without changing the bucket.
+    pub(crate) fn peek(&self, spec: BucketSpec, cost: u64, now_ms: u64) -> BucketStatus {
+        self.clone().take(spec, cost, now_ms)
+    }
+}
+
 fn saturate(value: u128) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
 }

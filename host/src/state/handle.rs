@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::batch::check_batch;
 use super::metrics::{Backend, Operation, record_call};
 use super::redis::RedisPartition;
-use super::{BucketSpec, BucketStatus, StateBackend, StateError};
+use super::{BucketSpec, BucketStatus, StateBackend, StateCall, StateError, StateReply};
 
 /// Runs an in-process call and counts it (Redis calls are counted where they wait).
 fn local<T>(
@@ -95,5 +96,78 @@ impl StateHandle {
             }),
             StateHandle::Redis(state) => state.counter_add(key, amount, window_ms, now_ms).await,
         }
+    }
+
+    /// Takes `cost` from every bucket in `buckets` or from none (see
+    /// [`StateBackend::take_all`]); one round trip on a shared backend.
+    pub async fn take_all(
+        &self,
+        buckets: &[(String, BucketSpec)],
+        cost: u64,
+        now_ms: u64,
+    ) -> Result<Vec<BucketStatus>, StateError> {
+        match self {
+            StateHandle::Local(state) => {
+                local(Operation::TakeAll, || state.take_all(buckets, cost, now_ms))
+            }
+            StateHandle::Redis(state) => state.take_all(buckets, cost, now_ms).await,
+        }
+    }
+
+    /// Runs `calls` in order, each with its own result; one round trip on a shared
+    /// backend. Refused whole past [`super::MAX_BATCH`] calls.
+    pub async fn batch(
+        &self,
+        calls: &[StateCall],
+        now_ms: u64,
+    ) -> Result<Vec<Result<StateReply, StateError>>, StateError> {
+        match self {
+            StateHandle::Local(state) => {
+                check_batch(calls.len())?;
+                Ok(calls
+                    .iter()
+                    .map(|call| run_local(&**state, call, now_ms))
+                    .collect())
+            }
+            StateHandle::Redis(state) => state.batch(calls, now_ms).await,
+        }
+    }
+}
+
+/// One call of a batch on an in-process backend.
+fn run_local(
+    state: &dyn StateBackend,
+    call: &StateCall,
+    now_ms: u64,
+) -> Result<StateReply, StateError> {
+    match call {
+        StateCall::Take { key, spec, cost } => local(Operation::Take, || {
+            state
+                .take(key, *spec, *cost, now_ms)
+                .map(StateReply::Bucket)
+        }),
+        StateCall::DistinctAdd {
+            key,
+            member,
+            window_ms,
+        } => local(Operation::DistinctAdd, || {
+            state
+                .distinct_add(key, member, *window_ms, now_ms)
+                .map(|count| StateReply::Count(count.into()))
+        }),
+        StateCall::DistinctCount { key, window_ms } => local(Operation::DistinctCount, || {
+            state
+                .distinct_count(key, *window_ms, now_ms)
+                .map(|count| StateReply::Count(count.into()))
+        }),
+        StateCall::CounterAdd {
+            key,
+            amount,
+            window_ms,
+        } => local(Operation::CounterAdd, || {
+            state
+                .counter_add(key, *amount, *window_ms, now_ms)
+                .map(StateReply::Count)
+        }),
     }
 }

@@ -8,6 +8,7 @@ use std::mem::size_of;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
 
+use super::batch::{check_take_all, refused_all};
 use super::bucket::TokenBucket;
 use super::counter::SlidingCounter;
 use super::distinct::DistinctWindow;
@@ -429,6 +430,41 @@ impl StateBackend for MemoryState {
         let total = counter.add(amount, window_ms, now_ms);
         counters.insert(key, counter);
         Ok(total)
+    }
+
+    fn take_all(
+        &self,
+        buckets: &[(String, BucketSpec)],
+        cost: u64,
+        now_ms: u64,
+    ) -> Result<Vec<BucketStatus>, StateError> {
+        check_take_all(buckets)?;
+        // One lock for the check and the takes: no other request sees a bucket in between.
+        let mut table = lock(&self.buckets);
+        let trial: Vec<BucketStatus> = buckets
+            .iter()
+            .map(|(key, spec)| match table.get_mut(key) {
+                Some(bucket) => bucket.peek(*spec, cost, now_ms),
+                None => TokenBucket::new(*spec, now_ms).peek(*spec, cost, now_ms),
+            })
+            .collect();
+        if !trial.iter().all(|status| status.allowed) {
+            return Ok(refused_all(trial));
+        }
+        let mut taken = Vec::with_capacity(buckets.len());
+        for (key, spec) in buckets {
+            let status = match table.get_mut(key) {
+                Some(bucket) => bucket.take(*spec, cost, now_ms),
+                None => {
+                    let mut bucket = TokenBucket::new(*spec, now_ms);
+                    let status = bucket.take(*spec, cost, now_ms);
+                    table.insert(key, bucket);
+                    status
+                }
+            };
+            taken.push(status);
+        }
+        Ok(taken)
     }
 }
 

@@ -25,6 +25,9 @@ pub enum Operation {
     DistinctAdd,
     DistinctCount,
     CounterAdd,
+    TakeAll,
+    /// Several calls in one round trip.
+    Batch,
 }
 
 impl EncodeLabelValue for Backend {
@@ -43,6 +46,8 @@ impl EncodeLabelValue for Operation {
             Operation::DistinctAdd => "distinct_add",
             Operation::DistinctCount => "distinct_count",
             Operation::CounterAdd => "counter_add",
+            Operation::TakeAll => "take_all",
+            Operation::Batch => "batch",
         })
     }
 }

@@ -29,11 +29,12 @@ use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 
+use super::batch::{check_batch, check_take_all};
 use super::handle::StateHandle;
 use super::metrics::{Backend, Operation, record_call};
 use super::{
-    BucketSpec, BucketStatus, MemoryStateLimits, StateError, StateProvider, check_key,
-    check_member, check_window, even_share,
+    BucketSpec, BucketStatus, MemoryStateLimits, StateCall, StateError, StateProvider, StateReply,
+    check_key, check_member, check_window, even_share,
 };
 
 /// The largest integer Lua's doubles hold exactly.
@@ -149,19 +150,13 @@ pub struct RedisState {
     timeout: Duration,
     described: String,
     modules: RwLock<Modules>,
-    scripts: Scripts,
+    /// [`STATE`], sent by its digest (`EVALSHA`) and loaded when the server lacks it.
+    script: redis::Script,
 }
 
 struct Modules {
     totals: MemoryStateLimits,
     limits: BTreeMap<String, MemoryStateLimits>,
-}
-
-struct Scripts {
-    take: redis::Script,
-    distinct_add: redis::Script,
-    distinct_count: redis::Script,
-    counter_add: redis::Script,
 }
 
 impl RedisState {
@@ -233,12 +228,7 @@ impl RedisState {
                 totals,
                 limits: BTreeMap::new(),
             }),
-            scripts: Scripts {
-                take: redis::Script::new(TAKE),
-                distinct_add: redis::Script::new(DISTINCT_ADD),
-                distinct_count: redis::Script::new(DISTINCT_COUNT),
-                counter_add: redis::Script::new(COUNTER_ADD),
-            },
+            script: redis::Script::new(STATE),
         }))
     }
 
@@ -331,24 +321,20 @@ impl RedisState {
         self.connections[index].clone()
     }
 
-    /// Runs one script on the connections' runtime: `keys` and `args` as the script reads
-    /// them.
+    /// Runs [`STATE`] on the connections' runtime with `call`'s keys and arguments.
     async fn run(
         self: &Arc<Self>,
         operation: Operation,
-        script: fn(&Scripts) -> &redis::Script,
-        keys: [String; 2],
-        key_count: usize,
-        args: Vec<String>,
+        call: ScriptCall,
     ) -> Result<redis::Value, StateError> {
         let started = Instant::now();
         let state = self.clone();
-        let call = self.runtime.spawn(async move {
-            let mut invocation = script(&state.scripts).prepare_invoke();
-            for key in keys.iter().take(key_count) {
+        let reply = self.runtime.spawn(async move {
+            let mut invocation = state.script.prepare_invoke();
+            for key in &call.keys {
                 invocation.key(key);
             }
-            for arg in &args {
+            for arg in &call.args {
                 invocation.arg(arg);
             }
             let mut connection = state.connection();
@@ -358,7 +344,7 @@ impl RedisState {
             )
             .await
         });
-        let result = match call.await {
+        let result = match reply.await {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(error))) => Err(unavailable(&error)),
             Ok(Err(_)) => Err(StateError::Unavailable(
@@ -411,6 +397,147 @@ impl RedisPartition {
         format!("{}{kind}", self.index_prefix)
     }
 
+    /// Runs `calls` in one round trip (one script, atomic on the server); each call gets
+    /// its own result, and a call the host refuses (an over-long key) is never sent.
+    pub(crate) async fn batch(
+        &self,
+        calls: &[StateCall],
+        now_ms: u64,
+    ) -> Result<Vec<Result<StateReply, StateError>>, StateError> {
+        check_batch(calls.len())?;
+        let mut script = ScriptCall::new(now_ms);
+        let checked: Vec<Result<(), StateError>> = calls
+            .iter()
+            .map(|call| self.push(&mut script, call))
+            .collect();
+        let sent = checked.iter().filter(|c| c.is_ok()).count();
+        let operation = match calls {
+            [single] => operation_of(single),
+            _ => Operation::Batch,
+        };
+        let value = if sent == 0 {
+            // Every call was refused here: nothing to send.
+            redis::Value::Array(Vec::new())
+        } else {
+            self.state.run(operation, script).await?
+        };
+        let mut replies = items(&value, sent)?.iter();
+        Ok(calls
+            .iter()
+            .zip(checked)
+            .map(|(call, checked)| {
+                checked?;
+                replies.next().map_or_else(
+                    || Err(malformed("too few replies")),
+                    |r| read_reply(call, r),
+                )
+            })
+            .collect())
+    }
+
+    /// Takes `cost` from every bucket or from none, in one atomic step on the server.
+    pub(crate) async fn take_all(
+        &self,
+        buckets: &[(String, BucketSpec)],
+        cost: u64,
+        now_ms: u64,
+    ) -> Result<Vec<BucketStatus>, StateError> {
+        check_take_all(buckets)?;
+        let mut script = ScriptCall::new(now_ms);
+        script.op("a");
+        script.number(buckets.len() as u64);
+        script.number(capped_cost(cost, buckets.iter().map(|(_, spec)| spec)));
+        script.number(self.limits.buckets.get() as u64);
+        for (key, spec) in buckets {
+            check_exact(spec)?;
+            script.key(self.key('b', key));
+            for number in [spec.capacity, spec.refill_tokens, spec.refill_period_ms] {
+                script.number(number);
+            }
+        }
+        script.key(self.index('b'));
+        let value = self.state.run(Operation::TakeAll, script).await?;
+        let statuses = items(&items(&value, 1)?[0], buckets.len())?;
+        buckets
+            .iter()
+            .zip(statuses)
+            .map(|((_, spec), status)| bucket_status(spec, status))
+            .collect()
+    }
+
+    /// Adds `call` to `script`, or says why the host refuses it.
+    fn push(&self, script: &mut ScriptCall, call: &StateCall) -> Result<(), StateError> {
+        match call {
+            StateCall::Take { key, spec, cost } => {
+                check_key(key)?;
+                spec.validate().map_err(StateError::InvalidArgument)?;
+                check_exact(spec)?;
+                script.op("t");
+                script.key(self.key('b', key));
+                script.key(self.index('b'));
+                for number in [
+                    spec.capacity,
+                    spec.refill_tokens,
+                    spec.refill_period_ms,
+                    capped_cost(*cost, [spec]),
+                    self.limits.buckets.get() as u64,
+                ] {
+                    script.number(number);
+                }
+            }
+            StateCall::DistinctAdd {
+                key,
+                member,
+                window_ms,
+            } => {
+                check_key(key)?;
+                check_member(member)?;
+                check_window(*window_ms)?;
+                script.op("d");
+                script.key(self.key('d', key));
+                script.key(self.index('d'));
+                script.text(member);
+                for number in [
+                    *window_ms,
+                    self.limits.distinct_members_per_key.get() as u64,
+                    self.limits.distinct_keys.get() as u64,
+                ] {
+                    script.number(number);
+                }
+            }
+            StateCall::DistinctCount { key, window_ms } => {
+                check_key(key)?;
+                check_window(*window_ms)?;
+                script.op("n");
+                script.key(self.key('d', key));
+                script.number(*window_ms);
+            }
+            StateCall::CounterAdd {
+                key,
+                amount,
+                window_ms,
+            } => {
+                check_key(key)?;
+                check_window(*window_ms)?;
+                script.op("c");
+                script.key(self.key('c', key));
+                script.key(self.index('c'));
+                for number in [*amount, *window_ms, self.limits.counters.get() as u64] {
+                    script.number(number);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One call on its own (a batch of one).
+    async fn single(&self, call: StateCall, now_ms: u64) -> Result<StateReply, StateError> {
+        self.batch(std::slice::from_ref(&call), now_ms)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(malformed("no reply")))
+    }
+
     pub(crate) async fn take(
         &self,
         key: &str,
@@ -418,52 +545,15 @@ impl RedisPartition {
         cost: u64,
         now_ms: u64,
     ) -> Result<BucketStatus, StateError> {
-        check_key(key)?;
-        spec.validate().map_err(StateError::InvalidArgument)?;
-        let exact = spec
-            .capacity
-            .checked_mul(spec.refill_period_ms)
-            .and_then(|full| full.checked_add(spec.refill_tokens))
-            .is_some_and(|sum| sum <= EXACT_LIMIT);
-        if !exact {
-            return Err(StateError::InvalidArgument(
-                "capacity * refill-period-ms is too large for the shared (Redis) backend",
-            ));
-        }
-        // A cost above capacity is never granted; the script needs no exact value for it.
-        let cost = cost.min(spec.capacity.saturating_add(1));
-        let args = [
-            spec.capacity,
-            spec.refill_tokens,
-            spec.refill_period_ms,
+        let call = StateCall::Take {
+            key: key.to_owned(),
+            spec,
             cost,
-            now_ms.min(EXACT_LIMIT),
-            self.limits.buckets.get() as u64,
-        ];
-        let value = self
-            .state
-            .run(
-                Operation::Take,
-                |scripts| &scripts.take,
-                [self.key('b', key), self.index('b')],
-                2,
-                args.iter().map(u64::to_string).collect(),
-            )
-            .await?;
-        let numbers = integers(&value, 4)?;
-        let [allowed, remaining, retry_after, reset] =
-            [numbers[0], numbers[1], numbers[2], numbers[3]];
-        Ok(BucketStatus {
-            allowed: allowed == 1,
-            limit: spec.capacity,
-            remaining: non_negative(remaining),
-            retry_after_ms: if retry_after < 0 {
-                u64::MAX
-            } else {
-                non_negative(retry_after)
-            },
-            reset_ms: non_negative(reset),
-        })
+        };
+        match self.single(call, now_ms).await? {
+            StateReply::Bucket(status) => Ok(status),
+            StateReply::Count(_) => Err(malformed("a count for a take")),
+        }
     }
 
     pub(crate) async fn distinct_add(
@@ -473,27 +563,12 @@ impl RedisPartition {
         window_ms: u64,
         now_ms: u64,
     ) -> Result<u32, StateError> {
-        check_key(key)?;
-        check_member(member)?;
-        check_window(window_ms)?;
-        let args = vec![
-            member.to_string(),
-            window_ms.min(EXACT_LIMIT).to_string(),
-            now_ms.min(EXACT_LIMIT).to_string(),
-            self.limits.distinct_members_per_key.get().to_string(),
-            self.limits.distinct_keys.get().to_string(),
-        ];
-        let value = self
-            .state
-            .run(
-                Operation::DistinctAdd,
-                |scripts| &scripts.distinct_add,
-                [self.key('d', key), self.index('d')],
-                2,
-                args,
-            )
-            .await?;
-        Ok(u32::try_from(non_negative(integer(&value)?)).unwrap_or(u32::MAX))
+        let call = StateCall::DistinctAdd {
+            key: key.to_owned(),
+            member: member.to_owned(),
+            window_ms,
+        };
+        count(self.single(call, now_ms).await?).map(saturate_u32)
     }
 
     pub(crate) async fn distinct_count(
@@ -502,23 +577,11 @@ impl RedisPartition {
         window_ms: u64,
         now_ms: u64,
     ) -> Result<u32, StateError> {
-        check_key(key)?;
-        check_window(window_ms)?;
-        let args = vec![
-            window_ms.min(EXACT_LIMIT).to_string(),
-            now_ms.min(EXACT_LIMIT).to_string(),
-        ];
-        let value = self
-            .state
-            .run(
-                Operation::DistinctCount,
-                |scripts| &scripts.distinct_count,
-                [self.key('d', key), String::new()],
-                1,
-                args,
-            )
-            .await?;
-        Ok(u32::try_from(non_negative(integer(&value)?)).unwrap_or(u32::MAX))
+        let call = StateCall::DistinctCount {
+            key: key.to_owned(),
+            window_ms,
+        };
+        count(self.single(call, now_ms).await?).map(saturate_u32)
     }
 
     pub(crate) async fn counter_add(
@@ -528,26 +591,120 @@ impl RedisPartition {
         window_ms: u64,
         now_ms: u64,
     ) -> Result<u64, StateError> {
-        check_key(key)?;
-        check_window(window_ms)?;
-        let args = [
-            amount.min(EXACT_LIMIT),
-            window_ms.min(EXACT_LIMIT),
-            now_ms.min(EXACT_LIMIT),
-            self.limits.counters.get() as u64,
-        ];
-        let value = self
-            .state
-            .run(
-                Operation::CounterAdd,
-                |scripts| &scripts.counter_add,
-                [self.key('c', key), self.index('c')],
-                2,
-                args.iter().map(u64::to_string).collect(),
-            )
-            .await?;
-        Ok(non_negative(integer(&value)?))
+        let call = StateCall::CounterAdd {
+            key: key.to_owned(),
+            amount,
+            window_ms,
+        };
+        count(self.single(call, now_ms).await?)
     }
+}
+
+/// The keys and arguments of one run of [`STATE`]: the time first, then each operation's
+/// letter and numbers; the keys in the order the operations read them.
+pub(crate) struct ScriptCall {
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl ScriptCall {
+    fn new(now_ms: u64) -> Self {
+        ScriptCall {
+            keys: Vec::new(),
+            args: vec![now_ms.min(EXACT_LIMIT).to_string()],
+        }
+    }
+
+    fn op(&mut self, letter: &str) {
+        self.args.push(letter.to_owned());
+    }
+
+    fn key(&mut self, key: String) {
+        self.keys.push(key);
+    }
+
+    fn text(&mut self, text: &str) {
+        self.args.push(text.to_owned());
+    }
+
+    /// A number the script reads with `tonumber`, capped where Lua's doubles stay exact.
+    fn number(&mut self, number: u64) {
+        self.args.push(number.min(EXACT_LIMIT).to_string());
+    }
+}
+
+fn operation_of(call: &StateCall) -> Operation {
+    match call {
+        StateCall::Take { .. } => Operation::Take,
+        StateCall::DistinctAdd { .. } => Operation::DistinctAdd,
+        StateCall::DistinctCount { .. } => Operation::DistinctCount,
+        StateCall::CounterAdd { .. } => Operation::CounterAdd,
+    }
+}
+
+/// Refuses a bucket whose arithmetic would leave the integers Lua's doubles hold exactly.
+fn check_exact(spec: &BucketSpec) -> Result<(), StateError> {
+    let exact = spec
+        .capacity
+        .checked_mul(spec.refill_period_ms)
+        .and_then(|full| full.checked_add(spec.refill_tokens))
+        .is_some_and(|sum| sum <= EXACT_LIMIT);
+    if exact {
+        Ok(())
+    } else {
+        Err(StateError::InvalidArgument(
+            "capacity * refill-period-ms is too large for the shared (Redis) backend",
+        ))
+    }
+}
+
+/// A cost above a bucket's capacity is never granted; the script needs no exact value for
+/// it, only one above the largest capacity.
+fn capped_cost<'a>(cost: u64, specs: impl IntoIterator<Item = &'a BucketSpec>) -> u64 {
+    let largest = specs
+        .into_iter()
+        .map(|spec| spec.capacity)
+        .max()
+        .unwrap_or(0);
+    cost.min(largest.saturating_add(1))
+}
+
+fn read_reply(call: &StateCall, value: &redis::Value) -> Result<StateReply, StateError> {
+    match call {
+        StateCall::Take { spec, .. } => bucket_status(spec, value).map(StateReply::Bucket),
+        _ => Ok(StateReply::Count(non_negative(integer(value)?))),
+    }
+}
+
+fn bucket_status(spec: &BucketSpec, value: &redis::Value) -> Result<BucketStatus, StateError> {
+    let numbers = integers(value, 4)?;
+    let [allowed, remaining, retry_after, reset] = [numbers[0], numbers[1], numbers[2], numbers[3]];
+    Ok(BucketStatus {
+        allowed: allowed == 1,
+        limit: spec.capacity,
+        remaining: non_negative(remaining),
+        retry_after_ms: if retry_after < 0 {
+            u64::MAX
+        } else {
+            non_negative(retry_after)
+        },
+        reset_ms: non_negative(reset),
+    })
+}
+
+fn count(reply: StateReply) -> Result<u64, StateError> {
+    match reply {
+        StateReply::Count(count) => Ok(count),
+        StateReply::Bucket(_) => Err(malformed("a bucket for a count")),
+    }
+}
+
+fn saturate_u32(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+fn malformed(what: &str) -> StateError {
+    StateError::Unavailable(format!("Redis answered a state script with {what}"))
 }
 
 fn non_negative(value: i64) -> u64 {
@@ -557,34 +714,53 @@ fn non_negative(value: i64) -> u64 {
 fn integer(value: &redis::Value) -> Result<i64, StateError> {
     match value {
         redis::Value::Int(number) => Ok(*number),
-        _ => Err(StateError::Unavailable(
-            "Redis answered a state script with something other than an integer".into(),
-        )),
+        _ => Err(malformed("something other than an integer")),
     }
 }
 
-fn integers(value: &redis::Value, count: usize) -> Result<Vec<i64>, StateError> {
+fn items(value: &redis::Value, count: usize) -> Result<&[redis::Value], StateError> {
     let redis::Value::Array(items) = value else {
-        return Err(StateError::Unavailable(
-            "Redis answered a state script with something other than a list".into(),
-        ));
+        return Err(malformed("something other than a list"));
     };
     if items.len() != count {
-        return Err(StateError::Unavailable(format!(
-            "Redis answered a state script with {} values instead of {count}",
+        return Err(malformed(&format!(
+            "{} values instead of {count}",
             items.len()
         )));
     }
-    items.iter().map(integer).collect()
+    Ok(items)
 }
 
-/// Shared by every script: exact integer division of doubles holding integers below 2^53
-/// (a plain `a / b` may round a quotient just above an integer down onto it), and the key
-/// index that keeps a module within its cap of keys of one kind, evicting the least
-/// recently used. `touch(index, key, now, cap, ttl)` runs before the key is written.
-macro_rules! lua_prelude {
-    () => {
-        r#"
+fn integers(value: &redis::Value, count: usize) -> Result<Vec<i64>, StateError> {
+    items(value, count)?.iter().map(integer).collect()
+}
+
+/// Every state call on the shared server, as one script: `ARGV[1]` is the request's time,
+/// then each operation's letter and arguments; `KEYS` in the order the operations read them.
+/// Returns one reply per operation. The arithmetic is the in-memory backend's, step for step:
+/// a bucket's level in units of `1 / refill_period_ms` of a token (`bucket.rs`), distinct
+/// windows scored by when each member was last seen (`distinct.rs`), and sixteen-slot
+/// counters (`counter.rs`).
+///
+/// - `t` take. KEYS bucket, index. ARGV capacity, refill tokens, refill period, cost, key
+///   cap. Replies allowed (0/1), remaining, retry-after (-1: never), reset.
+/// - `a` take-all. ARGV n, cost, key cap, then per bucket capacity, refill tokens, refill
+///   period. KEYS the n buckets, then the index. Replies n take replies; writes only when
+///   every bucket pays.
+/// - `d` distinct-add. KEYS window, index. ARGV member, window, member cap, key cap. Replies
+///   the count. Expired members go first, then the member is added (a later time only), then
+///   the oldest past the cap.
+/// - `n` distinct-count. KEYS window. ARGV window. Replies the members seen after
+///   `now - window`.
+/// - `c` counter-add. KEYS counter, index. ARGV amount, window, key cap. Replies the
+///   window's total. Fields `w` (the window), `n<i>` (the absolute slot number slot i holds)
+///   and `c<i>` (its count).
+///
+/// `floor_div` is exact integer division of doubles holding integers below 2^53 (a plain
+/// `a / b` may round a quotient just above an integer down onto it). `touch` keeps a module
+/// within its cap of keys of one kind, evicting the least recently used, before the key is
+/// written; every key gets a TTL past which it holds nothing the arithmetic needs.
+const STATE: &str = r#"
 local function floor_div(a, b)
   local q = math.floor(a / b)
   if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
@@ -606,125 +782,185 @@ local function touch(index, key, now, cap, ttl)
   redis.call('ZADD', index, now, key)
   if redis.call('PTTL', index) < ttl then redis.call('PEXPIRE', index, ttl) end
 end
-"#
-    };
-}
 
-/// KEYS: bucket, index. ARGV: capacity, refill tokens, refill period, cost, now, key cap.
-/// Returns allowed (0/1), remaining, retry-after (-1: never), reset. The bucket module's
-/// arithmetic (`bucket.rs`), step for step.
-const TAKE: &str = concat!(
-    lua_prelude!(),
-    r#"
-local capacity, rate, period = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local cost, now, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local full = capacity * period
--- Past this long without a take the bucket is full again, so the key may expire.
-local ttl = ceil_div(full, rate) + 1000
-touch(KEYS[2], KEYS[1], now, cap, ttl)
-local stored = redis.call('HMGET', KEYS[1], 'u', 't', 'c', 'r', 'p')
-local units, updated
-if stored[1] then
-  units, updated = tonumber(stored[1]), tonumber(stored[2])
-  local old_capacity, old_rate, old_period = tonumber(stored[3]), tonumber(stored[4]), tonumber(stored[5])
-  if old_capacity ~= capacity or old_rate ~= rate or old_period ~= period then
-    units = math.min(floor_div(units, old_period) * period, full)
+-- A bucket refilled up to `now`: its level and the time it was last updated.
+local function bucket_level(key, capacity, rate, period, now)
+  local full = capacity * period
+  local stored = redis.call('HMGET', key, 'u', 't', 'c', 'r', 'p')
+  local units, updated
+  if stored[1] then
+    units, updated = tonumber(stored[1]), tonumber(stored[2])
+    local old_capacity, old_rate, old_period = tonumber(stored[3]), tonumber(stored[4]), tonumber(stored[5])
+    if old_capacity ~= capacity or old_rate ~= rate or old_period ~= period then
+      units = math.min(floor_div(units, old_period) * period, full)
+    end
+  else
+    units, updated = full, now
   end
-else
-  units, updated = full, now
+  local elapsed = now - updated
+  if elapsed < 0 then elapsed = 0 end
+  if now > updated then updated = now end
+  -- Refilling for longer than an empty bucket takes changes nothing; capping the time
+  -- keeps every product below 2^53.
+  elapsed = math.min(elapsed, ceil_div(full, rate))
+  return math.min(units + elapsed * rate, full), updated
 end
-local elapsed = now - updated
-if elapsed < 0 then elapsed = 0 end
-if now > updated then updated = now end
--- Refilling for longer than an empty bucket takes changes nothing; capping the time keeps
--- every product below 2^53.
-elapsed = math.min(elapsed, ceil_div(full, rate))
-units = math.min(units + elapsed * rate, full)
-local needed = cost * period
-local allowed = cost <= capacity and units >= needed
-if allowed then units = units - needed end
-local retry = 0
-if cost > capacity then retry = -1 elseif not allowed then retry = ceil_div(needed - units, rate) end
-redis.call('HSET', KEYS[1], 'u', units, 't', updated, 'c', capacity, 'r', rate, 'p', period)
-redis.call('PEXPIRE', KEYS[1], ttl)
-return {allowed and 1 or 0, floor_div(units, period), retry, ceil_div(full - units, rate)}
-"#
-);
 
-/// KEYS: window, index. ARGV: member, window, now, member cap, key cap. Returns the count.
-/// Members are scored by when they were last seen; expired members go first, then the
-/// member is added (a later time only), then the oldest past the cap.
-const DISTINCT_ADD: &str = concat!(
-    lua_prelude!(),
-    r#"
-local member, window, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local members, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
-touch(KEYS[2], KEYS[1], now, cap, window)
-if now >= window then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window) end
-redis.call('ZADD', KEYS[1], 'GT', now, member)
-local count = redis.call('ZCARD', KEYS[1])
-if count > members then
-  redis.call('ZPOPMIN', KEYS[1], count - members)
-  count = members
+local function bucket_reply(units, capacity, rate, period, cost, allowed)
+  local retry = 0
+  if cost > capacity then retry = -1 elseif not allowed then retry = ceil_div(cost * period - units, rate) end
+  return {allowed and 1 or 0, floor_div(units, period), retry, ceil_div(capacity * period - units, rate)}
 end
-redis.call('PEXPIRE', KEYS[1], window)
-return count
-"#
-);
 
-/// KEYS: window. ARGV: window, now. Returns the members seen after `now - window`.
-const DISTINCT_COUNT: &str = r#"
-local window, now = tonumber(ARGV[1]), tonumber(ARGV[2])
-if now < window then return redis.call('ZCARD', KEYS[1]) end
-return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', now - window), '+inf')
-"#;
-
-/// KEYS: counter, index. ARGV: amount, window, now, key cap. Returns the window's total.
-/// The sixteen-slot counter of `counter.rs`: fields `w` (the window), `n<i>` (the absolute
-/// slot number slot i holds) and `c<i>` (its count).
-const COUNTER_ADD: &str = concat!(
-    lua_prelude!(),
-    r#"
-local amount, window, now, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local slots, most = 16, 9007199254740992
-local slot_ms = math.max(floor_div(window, slots), 1)
-touch(KEYS[2], KEYS[1], now, cap, window + slot_ms)
-local fields = {'w'}
-for i = 0, slots - 1 do
-  fields[#fields + 1] = 'n' .. i
-  fields[#fields + 1] = 'c' .. i
+-- Past this long without a take a bucket is full again, so its key may expire.
+local function bucket_ttl(capacity, rate, period)
+  return ceil_div(capacity * period, rate) + 1000
 end
-local stored = redis.call('HMGET', KEYS[1], unpack(fields))
-local numbers, counts = {}, {}
-if tonumber(stored[1]) == window then
+
+local function bucket_store(key, index, units, updated, capacity, rate, period, now, cap)
+  local ttl = bucket_ttl(capacity, rate, period)
+  touch(index, key, now, cap, ttl)
+  redis.call('HSET', key, 'u', units, 't', updated, 'c', capacity, 'r', rate, 'p', period)
+  redis.call('PEXPIRE', key, ttl)
+end
+
+local function take(key, index, capacity, rate, period, cost, now, cap)
+  local units, updated = bucket_level(key, capacity, rate, period, now)
+  local allowed = cost <= capacity and units >= cost * period
+  if allowed then units = units - cost * period end
+  bucket_store(key, index, units, updated, capacity, rate, period, now, cap)
+  return bucket_reply(units, capacity, rate, period, cost, allowed)
+end
+
+local function take_all(keys, index, specs, cost, now, cap)
+  local levels, all = {}, true
+  for i, key in ipairs(keys) do
+    local s = specs[i]
+    local units, updated = bucket_level(key, s[1], s[2], s[3], now)
+    local enough = cost <= s[1] and units >= cost * s[3]
+    levels[i] = {units, updated, enough}
+    all = all and enough
+  end
+  local replies = {}
+  for i, key in ipairs(keys) do
+    local s, level = specs[i], levels[i]
+    local units = level[1]
+    if all then
+      units = units - cost * s[3]
+      bucket_store(key, index, units, level[2], s[1], s[2], s[3], now, cap)
+    end
+    local reply = bucket_reply(units, s[1], s[2], s[3], cost, level[3])
+    if not all then reply[1] = 0 end
+    replies[i] = reply
+  end
+  return replies
+end
+
+local function distinct_add(key, index, member, window, now, members, cap)
+  touch(index, key, now, cap, window)
+  if now >= window then redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window) end
+  redis.call('ZADD', key, 'GT', now, member)
+  local count = redis.call('ZCARD', key)
+  if count > members then
+    redis.call('ZPOPMIN', key, count - members)
+    count = members
+  end
+  redis.call('PEXPIRE', key, window)
+  return count
+end
+
+local function distinct_count(key, window, now)
+  if now < window then return redis.call('ZCARD', key) end
+  return redis.call('ZCOUNT', key, '(' .. string.format('%.0f', now - window), '+inf')
+end
+
+local function counter_add(key, index, amount, window, now, cap)
+  local slots, most = 16, 9007199254740992
+  local slot_ms = math.max(floor_div(window, slots), 1)
+  touch(index, key, now, cap, window + slot_ms)
+  local fields = {'w'}
   for i = 0, slots - 1 do
-    numbers[i] = tonumber(stored[2 + 2 * i])
-    counts[i] = tonumber(stored[3 + 2 * i]) or 0
+    fields[#fields + 1] = 'n' .. i
+    fields[#fields + 1] = 'c' .. i
   end
-else
-  redis.call('DEL', KEYS[1])
-  for i = 0, slots - 1 do counts[i] = 0 end
+  local stored = redis.call('HMGET', key, unpack(fields))
+  local numbers, counts = {}, {}
+  if tonumber(stored[1]) == window then
+    for i = 0, slots - 1 do
+      numbers[i] = tonumber(stored[2 + 2 * i])
+      counts[i] = tonumber(stored[3 + 2 * i]) or 0
+    end
+  else
+    redis.call('DEL', key)
+    for i = 0, slots - 1 do counts[i] = 0 end
+  end
+  local current = floor_div(now, slot_ms)
+  local slot = current % slots
+  if numbers[slot] ~= current then
+    numbers[slot], counts[slot] = current, 0
+  end
+  counts[slot] = math.min(counts[slot] + amount, most)
+  redis.call('HSET', key, 'w', window, 'n' .. slot, current, 'c' .. slot, counts[slot])
+  local in_window = math.min(math.max(floor_div(window, slot_ms), 1), slots)
+  local oldest = math.max(current - in_window + 1, 0)
+  local total = 0
+  for i = 0, slots - 1 do
+    local number = numbers[i]
+    if number and number >= oldest and number <= current then
+      total = math.min(total + counts[i], most)
+    end
+  end
+  redis.call('PEXPIRE', key, window + slot_ms)
+  return total
 end
-local current = floor_div(now, slot_ms)
-local index = current % slots
-if numbers[index] ~= current then
-  numbers[index], counts[index] = current, 0
+
+local now = tonumber(ARGV[1])
+local arg, key = 2, 1
+local function next_number()
+  local value = tonumber(ARGV[arg])
+  arg = arg + 1
+  return value
 end
-counts[index] = math.min(counts[index] + amount, most)
-redis.call('HSET', KEYS[1], 'w', window, 'n' .. index, current, 'c' .. index, counts[index])
-local in_window = math.min(math.max(floor_div(window, slot_ms), 1), slots)
-local oldest = math.max(current - in_window + 1, 0)
-local total = 0
-for i = 0, slots - 1 do
-  local number = numbers[i]
-  if number and number >= oldest and number <= current then
-    total = math.min(total + counts[i], most)
+local function next_key()
+  local value = KEYS[key]
+  key = key + 1
+  return value
+end
+local replies = {}
+while arg <= #ARGV do
+  local op = ARGV[arg]
+  arg = arg + 1
+  if op == 't' then
+    local bucket, index = next_key(), next_key()
+    local capacity, rate, period = next_number(), next_number(), next_number()
+    local cost, cap = next_number(), next_number()
+    replies[#replies + 1] = take(bucket, index, capacity, rate, period, cost, now, cap)
+  elseif op == 'a' then
+    local n, cost, cap = next_number(), next_number(), next_number()
+    local keys, specs = {}, {}
+    for i = 1, n do
+      keys[i] = next_key()
+      specs[i] = {next_number(), next_number(), next_number()}
+    end
+    replies[#replies + 1] = take_all(keys, next_key(), specs, cost, now, cap)
+  elseif op == 'd' then
+    local window_key, index = next_key(), next_key()
+    local member = ARGV[arg]
+    arg = arg + 1
+    local window, members, cap = next_number(), next_number(), next_number()
+    replies[#replies + 1] = distinct_add(window_key, index, member, window, now, members, cap)
+  elseif op == 'n' then
+    replies[#replies + 1] = distinct_count(next_key(), next_number(), now)
+  elseif op == 'c' then
+    local counter, index = next_key(), next_key()
+    local amount, window, cap = next_number(), next_number(), next_number()
+    replies[#replies + 1] = counter_add(counter, index, amount, window, now, cap)
+  else
+    return redis.error_reply('unknown state operation ' .. tostring(op))
   end
 end
-redis.call('PEXPIRE', KEYS[1], window + slot_ms)
-return total
-"#
-);
+return replies
+"#;
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ wit_bindgen::generate!({
         }
 
         world bad-import {
-            include ehrgate:policy/policy@0.1.0;
+            include ehrgate:policy/policy@0.1.1;
             import exfiltrate;
         }
     ",
