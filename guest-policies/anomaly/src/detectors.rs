@@ -8,22 +8,42 @@ mod name_search;
 mod patient;
 mod volume;
 
+use ehrgate_sdk::state::Batch;
+
 use crate::access::Access;
 use crate::config::Config;
 use crate::score::Signal;
 
-/// Every detector's signals for `access`, in a fixed order.
+/// Every detector's signals for `access`, in a fixed order. The counting detectors' state
+/// calls go to the host together, in one batch; any of them failing fails the whole.
 pub fn run(config: &Config, access: &Access) -> Result<Vec<Signal>, String> {
+    let mut batch = Batch::new();
+    let volume = volume::plan(&config.volume, access, &mut batch);
+    let name_search = name_search::plan(&config.name_search, access, &mut batch);
+    let break_glass = break_glass::plan(&config.break_glass, access, &mut batch);
+    let replies = batch.run();
+    if let Some(error) = replies.first_error() {
+        return Err(error.to_owned());
+    }
     let mut signals = Vec::new();
-    signals.extend(volume::detect(&config.volume, access)?);
+    signals.extend(volume::detect(&config.volume, access, volume, &replies)?);
     if !access.is_patient_user {
         signals.extend(patient::vip(&config.vip, access));
         signals.extend(patient::self_lookup(&config.self_lookup, access));
         signals.extend(patient::no_care_relationship(config, access));
     }
     signals.extend(after_hours::detect(&config.after_hours, access));
-    signals.extend(name_search::detect(&config.name_search, access)?);
-    signals.extend(break_glass::detect(&config.break_glass, access)?);
+    signals.extend(name_search::detect(
+        &config.name_search,
+        access,
+        name_search,
+        &replies,
+    )?);
+    signals.extend(break_glass::detect(
+        &config.break_glass,
+        break_glass,
+        &replies,
+    )?);
     Ok(signals)
 }
 

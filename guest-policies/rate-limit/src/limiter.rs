@@ -2,7 +2,7 @@
 
 use ehrgate_sdk::Request;
 use ehrgate_sdk::keys::state_key;
-use ehrgate_sdk::state::{Bucket, BucketStatus};
+use ehrgate_sdk::state::{self, Bucket, BucketStatus};
 
 use crate::config::{Config, DEFAULT_TIER, Tier};
 use crate::network::{address_key, parse_address};
@@ -145,12 +145,10 @@ pub enum Outcome {
     TooCostly { capacity: u64, dimension: Dimension },
 }
 
-/// Takes `cost` from every bucket in `limits`, or from none: each bucket is first read (a
-/// take of 0, which the host answers with the level and takes nothing), and tokens are
-/// taken only when all have enough. A refused request therefore costs the caller nothing,
-/// and a caller stopped by its own bucket does not drain the global ceiling for everyone
-/// else. Two requests racing between the read and the take can still both take; the later
-/// take then fails and is refused, having spent the earlier buckets' tokens.
+/// Takes `cost` from every bucket in `limits`, or from none, in one host call (one atomic
+/// step and one round trip on a shared backend): a refused request costs the caller
+/// nothing, and a caller stopped by its own bucket does not drain the global ceiling for
+/// everyone else.
 pub fn take_all(limits: &[Limit], cost: u64) -> Result<Outcome, String> {
     if let Some(limit) = limits.iter().find(|l| cost > l.bucket.capacity) {
         return Ok(Outcome::TooCostly {
@@ -158,47 +156,37 @@ pub fn take_all(limits: &[Limit], cost: u64) -> Result<Outcome, String> {
             dimension: limit.dimension,
         });
     }
-    for limit in limits {
-        let level = limit.bucket.take(&limit.key, 0)?;
-        if level.remaining < cost {
-            // A real take of a cost the bucket cannot pay takes nothing and says when it
-            // could (`retry-after-ms`).
-            let refused = limit.bucket.take(&limit.key, cost)?;
-            if !refused.allowed {
-                return Ok(Outcome::Refused(refused, limit.dimension));
-            }
-            // Tokens appeared between the two calls (another replica's clock ran ahead):
-            // the take went through, so the request is allowed by this bucket already.
-            return take_rest(limits, cost, Some((limit, refused)));
-        }
-    }
-    take_rest(limits, cost, None)
-}
-
-fn take_rest(
-    limits: &[Limit],
-    cost: u64,
-    already: Option<(&Limit, BucketStatus)>,
-) -> Result<Outcome, String> {
-    let mut tightest: Option<BucketStatus> = None;
-    for limit in limits {
-        let status = match &already {
-            Some((taken, status)) if std::ptr::eq(*taken, limit) => *status,
-            _ => limit.bucket.take(&limit.key, cost)?,
-        };
-        if !status.allowed {
-            return Ok(Outcome::Refused(status, limit.dimension));
-        }
-        // With several quota policies the fields describe the one closest to exhaustion.
-        if tightest.is_none_or(|t| status.remaining < t.remaining) {
-            tightest = Some(status);
-        }
-    }
-    match tightest {
-        Some(status) => Ok(Outcome::Allowed(status)),
+    if limits.is_empty() {
         // `limits_for` always includes the global or the anonymous bucket.
-        None => Err("no bucket applies to this request".to_owned()),
+        return Err("no bucket applies to this request".to_owned());
     }
+    let buckets: Vec<(&str, Bucket)> = limits
+        .iter()
+        .map(|limit| (limit.key.as_str(), limit.bucket))
+        .collect();
+    let statuses = state::take_all(&buckets, cost)?;
+    if statuses.len() != limits.len() {
+        return Err(format!(
+            "the host answered {} of {} buckets",
+            statuses.len(),
+            limits.len()
+        ));
+    }
+    if statuses.iter().all(|status| status.allowed) {
+        // With several quota policies the fields describe the one closest to exhaustion.
+        return statuses
+            .into_iter()
+            .min_by_key(|status| status.remaining)
+            .map(Outcome::Allowed)
+            .ok_or_else(|| "the host answered no bucket".to_owned());
+    }
+    // Refused: the first bucket that was short names the limit.
+    limits
+        .iter()
+        .zip(statuses)
+        .find(|(_, status)| status.retry_after_ms > 0)
+        .map(|(limit, status)| Outcome::Refused(status, limit.dimension))
+        .ok_or_else(|| "the host refused every bucket but named none short".to_owned())
 }
 
 #[cfg(test)]

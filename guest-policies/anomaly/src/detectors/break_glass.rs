@@ -2,22 +2,37 @@
 //! override (DICOM 110113 / 110127, healthcare.md "break-the-glass"); one user declaring
 //! emergencies on patient after patient is the pattern that needs a person to look.
 
+use ehrgate_sdk::Severity;
 use ehrgate_sdk::keys::state_member;
-use ehrgate_sdk::{Severity, state};
+use ehrgate_sdk::state::{Batch, Replies, Ticket};
 
 use crate::access::Access;
 use crate::config::BreakGlass;
 use crate::score::Signal;
 
-pub fn detect(config: &BreakGlass, access: &Access) -> Result<Option<Signal>, String> {
+/// Adds this access's patients to the user's break-the-glass window in `batch`, when the
+/// access declares an emergency; the ticket answers the count after the last patient.
+pub fn plan(config: &BreakGlass, access: &Access, batch: &mut Batch) -> Option<Ticket> {
     if !access.break_glass || access.patients.is_empty() {
-        return Ok(None);
+        return None;
     }
     let key = access.user_key("break-glass");
-    let mut patients = 0;
-    for patient in access.counted_patients() {
-        patients = state::distinct_add(&key, &state_member(patient), config.window_ms)?;
-    }
+    access
+        .counted_patients()
+        .iter()
+        .map(|patient| batch.distinct_add(&key, &state_member(patient), config.window_ms))
+        .last()
+}
+
+pub fn detect(
+    config: &BreakGlass,
+    planned: Option<Ticket>,
+    replies: &Replies,
+) -> Result<Option<Signal>, String> {
+    let Some(ticket) = planned else {
+        return Ok(None);
+    };
+    let patients = u32::try_from(replies.count(ticket)?).unwrap_or(u32::MAX);
     Ok((patients > config.max_patients).then(|| Signal {
         rule_id: "anomaly.break-glass-rate",
         severity: Severity::High,

@@ -2,13 +2,15 @@
 //! up (a neighbour, a celebrity) rather than treating the patient in front of you
 //! (healthcare.md, "name-search trawling").
 
-use ehrgate_sdk::{Interaction, Param, Severity, state};
+use ehrgate_sdk::state::{Batch, Replies, Ticket};
+use ehrgate_sdk::{Interaction, Param, Severity};
 
 use crate::access::Access;
 use crate::config::NameSearch;
 use crate::score::Signal;
 
-pub fn detect(config: &NameSearch, access: &Access) -> Result<Option<Signal>, String> {
+/// Adds this access's name searches to the user's counter in `batch`, if it made any.
+pub fn plan(config: &NameSearch, access: &Access, batch: &mut Batch) -> Option<Ticket> {
     let request = access.request;
     let mut searches = u64::from(is_name_search(
         config,
@@ -24,11 +26,25 @@ pub fn detect(config: &NameSearch, access: &Access) -> Result<Option<Signal>, St
             &entry.params,
         ));
     }
-    if searches == 0 {
+    (searches > 0).then(|| {
+        batch.counter_add(
+            &access.user_key("name-searches"),
+            searches,
+            config.window_ms,
+        )
+    })
+}
+
+pub fn detect(
+    config: &NameSearch,
+    access: &Access,
+    planned: Option<Ticket>,
+    replies: &Replies,
+) -> Result<Option<Signal>, String> {
+    let Some(ticket) = planned else {
         return Ok(None);
-    }
-    let key = access.user_key("name-searches");
-    let total = state::counter_add(&key, searches, config.window_ms)?;
+    };
+    let total = replies.count(ticket)?;
     let limit = config
         .role_limits
         .iter()

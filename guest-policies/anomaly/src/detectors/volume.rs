@@ -5,28 +5,51 @@
 //! separates it from heavy but normal work (healthcare.md, "volume"; Boxwala et al., JAMIA
 //! 2011, count distinct patients per user among their strongest features).
 
+use ehrgate_sdk::Severity;
 use ehrgate_sdk::keys::state_member;
-use ehrgate_sdk::{Severity, state};
+use ehrgate_sdk::state::{Batch, Replies, Ticket};
 
 use crate::access::Access;
 use crate::config::Volume;
 use crate::score::Signal;
 
-pub fn detect(config: &Volume, access: &Access) -> Result<Vec<Signal>, String> {
+/// The window counts a batch will answer: each window's count after the last patient.
+pub struct Planned {
+    hour: Ticket,
+    burst: Ticket,
+}
+
+/// Adds this access's patients to both windows in `batch`.
+pub fn plan(config: &Volume, access: &Access, batch: &mut Batch) -> Option<Planned> {
     if access.patients.is_empty() || access.has_any_role(&config.exempt_roles) {
-        return Ok(Vec::new());
+        return None;
     }
     // Two keys: a distinct window forgets everything older than the window it is asked
     // about, so one key cannot serve an hour and five minutes at once.
     let hour_key = access.user_key("patients-hour");
     let burst_key = access.user_key("patients-burst");
-    let mut in_hour = 0;
-    let mut in_burst = 0;
+    let mut planned = None;
     for patient in access.counted_patients() {
         let member = state_member(patient);
-        in_hour = state::distinct_add(&hour_key, &member, config.window_ms)?;
-        in_burst = state::distinct_add(&burst_key, &member, config.burst_window_ms)?;
+        planned = Some(Planned {
+            hour: batch.distinct_add(&hour_key, &member, config.window_ms),
+            burst: batch.distinct_add(&burst_key, &member, config.burst_window_ms),
+        });
     }
+    planned
+}
+
+pub fn detect(
+    config: &Volume,
+    access: &Access,
+    planned: Option<Planned>,
+    replies: &Replies,
+) -> Result<Vec<Signal>, String> {
+    let Some(planned) = planned else {
+        return Ok(Vec::new());
+    };
+    let in_hour = u32::try_from(replies.count(planned.hour)?).unwrap_or(u32::MAX);
+    let in_burst = u32::try_from(replies.count(planned.burst)?).unwrap_or(u32::MAX);
     let limit = config
         .role_limits
         .iter()
