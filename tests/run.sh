@@ -31,6 +31,9 @@ step "guest sdk and policy unit tests (native)"
 step "end to end: the demo against a real FHIR server, every outcome checked"
 examples/demo/run.sh --check --debug
 
+step "end to end: the demo with two gateway replicas sharing state on Redis, checked"
+examples/demo/run.sh --check --debug --redis
+
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings
 (cd guest-policies && cargo clippy --workspace --all-targets --target wasm32-wasip2 -- -D warnings)

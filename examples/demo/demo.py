@@ -1,28 +1,40 @@
 """The Python side of the ehrgate demo.
 
     demo.py seed     --fhir URL --out cast.json     synthetic patients and staff, straight into the EHR
-    demo.py config   --cast cast.json --template T --out gateway.toml --set k=v ...
-    demo.py traffic  --cast cast.json --gateway URL --key idp.key.pem --fhir URL [--check]
+    demo.py config   --cast cast.json --template T --out gateway.toml --set k=v ... [--redis URL]
+    demo.py traffic  --cast cast.json --gateway URL [--gateway URL ...] --key idp.key.pem --fhir URL [--check]
+    demo.py findings --rule RULE [--check] < records.jsonl   (from `ehrgate audit query --json`)
 
 `traffic` plays eight personas through the gateway with fhirclient (SMART on FHIR's Python
 client), prints what happened per persona, and with --check fails unless every action got
 the outcome written next to it: allowed actions must return the EHR's real data, refused ones
 the expected rule.
+
+With several `--gateway` replicas (sharing state on Redis: `config --redis`), requests
+alternate between them one at a time, as behind a load balancer, and the insider's trawl and
+the flood are told replica by replica: each replica sees half of them, and the limits still
+hold because the distinct-patient window and the token buckets live in Redis. --check then
+also asserts that each replica alone saw too little to trip them, and that both refused.
 """
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, namedtuple
 
 import jwt
 import requests
+import requests.adapters
 from fhirclient import client as fhir_client
 from fhirclient.models.observation import Observation
 
 ISSUER = "https://idp.demo.hospital.test"
 AUDIENCE = "https://ehrgate.demo.hospital.test/fhir"
+
+POLICIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "policies")
 
 FAMILIES = ["Nguyen", "Okafor", "Schmidt", "Haddad", "Kowalski", "Silva", "Tanaka",
             "Moreau", "Ivanova", "Mensah", "Lindqvist", "Reyes"]
@@ -98,20 +110,68 @@ def config(args):
         text = f.read()
     for key, value in values.items():
         text = text.replace("{" + key + "}", value)
+    if args.redis:
+        text += REDIS_STATE.format(url=args.redis)
     with open(args.out, "w") as out:
         out.write(text)
+
+
+# Appended by `config --redis URL`: every replica written with it shares the policies'
+# state (rate-limit buckets, the anomaly module's distinct-patient windows) on that server.
+REDIS_STATE = """
+# State shared by the replicas: rate-limit buckets and anomaly windows live on one Redis.
+[state]
+backend = "redis"
+
+[state.redis]
+url = "{url}"
+"""
+
+
+class Balancer(requests.adapters.HTTPAdapter):
+    """Round robin over the gateway replicas, one request at a time, as a load balancer in
+    front of them would do: clients address the first replica, and each request goes to the
+    next replica in turn."""
+
+    def __init__(self, gateways):
+        super().__init__()
+        self.gateways = gateways
+        # The replica (its index) that served each request, in order.
+        self.served = []
+
+    def attach(self, session):
+        session.mount(self.gateways[0] + "/", self)
+
+    def send(self, request, **kwargs):
+        replica = len(self.served) % len(self.gateways)
+        self.served.append(replica)
+        request.url = self.gateways[replica] + request.url[len(self.gateways[0]):]
+        return super().send(request, **kwargs)
+
+
+def replica_name(replica):
+    return "ABCDEFGH"[replica]
+
+
+# One action: what was asked, what came back (`allow` or `<status> <rule>`), the expected
+# outcome (None where the turn depends on counters), the data, and the replica that served
+# it (None with one gateway).
+Outcome = namedtuple("Outcome", "what outcome expect detail replica")
 
 
 class Persona:
     """One caller: a token, a fhirclient connection, and a log of outcomes."""
 
-    def __init__(self, name, gateway, key, claims, route="/fhir"):
+    def __init__(self, name, gateway, key, claims, route="/fhir", balancer=None):
         self.name = name
         now = int(time.time())
         token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600, **claims},
                            key, algorithm="RS256", headers={"kid": "demo-idp"})
         self.client = fhir_client.FHIRClient(settings={"app_id": claims["client_id"], "api_base": gateway + route + "/"})
         self.client.server.session.headers["Authorization"] = f"Bearer {token}"
+        self.balancer = balancer
+        if balancer is not None:
+            balancer.attach(self.client.server.session)
         self.outcomes = []
         self.checks = []
         # Outcomes that must show up at least once (for actions whose exact turn depends on
@@ -120,6 +180,7 @@ class Persona:
 
     def act(self, what, call, expect):
         """Runs `call`; records `allow` or `<status> <rule>`; `expect` is the same shape."""
+        sent = len(self.balancer.served) if self.balancer else 0
         try:
             result = call(self.client.server)
             outcome = "allow"
@@ -133,7 +194,9 @@ class Persona:
                 raise
             outcome = refusal(response)
             detail = None
-        self.outcomes.append((what, outcome, expect, detail))
+        # Every action here is one request; the last one sent is the one that answered.
+        replica = self.balancer.served[-1] if self.balancer and len(self.balancer.served) > sent else None
+        self.outcomes.append(Outcome(what, outcome, expect, detail, replica))
         return detail
 
     def check(self, what, verify):
@@ -219,9 +282,14 @@ def traffic(args):
     team = cast["care_team"]["Practitioner/dr-baker"]
     stranger = cast["patients"][8]
     personas = []
+    gateways = args.gateway
+    balancer = Balancer(gateways) if len(gateways) > 1 else None
+    if balancer:
+        print("requests alternate between " + ", ".join(
+            f"replica {replica_name(i)} ({url})" for i, url in enumerate(gateways)) + ", one at a time")
 
     def persona(name, claims, route="/fhir"):
-        p = Persona(name, args.gateway, key, claims, route)
+        p = Persona(name, gateways[0], key, claims, route, balancer)
         personas.append(p)
         return p
 
@@ -309,24 +377,91 @@ def traffic(args):
     flood = persona("flooding client", {
         "sub": "kiosk-7", "client_id": "lobby-kiosk", "roles": ["nurse"], "patient": me,
         "scope": "launch/patient patient/Patient.r"})
+    flood_started = time.monotonic()
     for _ in range(40):
         flood.act("read", read(f"Patient/{me}"), None)
+    flood_seconds = time.monotonic() - flood_started
     flood.must_see = ["allow", "429 rate-limit.user"]
 
-    report(personas, check=args.check)
+    if balancer:
+        across_replicas(insider, flood, flood_seconds, len(gateways), args.policies)
+    report(personas, check=args.check, replicas=len(gateways) if balancer else 0)
 
 
-def report(personas, check):
+def across_replicas(insider, flood, flood_seconds, replicas, policies):
+    """The insider's trawl and the flood, replica by replica, with the checks that make the
+    point: no replica alone saw enough to trip the limit, and every replica refused."""
+    with open(os.path.join(policies, "anomaly.json")) as f:
+        limit = json.load(f)["volume"]["max_distinct_patients"]
+    with open(os.path.join(policies, "rate-limit.json")) as f:
+        kiosk = next(t for t in json.load(f)["tiers"] if "lobby-kiosk" in t["clients"])["user"]
+    names = [replica_name(i) for i in range(replicas)]
+    share = "half" if replicas == 2 else f"1/{replicas}"
+
     print()
-    print(f"{'persona':<30} {'requests':>8} {'allowed':>8} {'denied':>7}  by rule")
+    print(f"{insider.name}: one chart per request, each new patient (the anomaly policy allows "
+          f"{limit} distinct patients an hour)")
+    charts = [o for o in insider.outcomes if o.what == "open a chart"]
+    seen = Counter()
+    for number, o in enumerate(charts, 1):
+        seen[o.replica] += 1
+        print(f"  chart {number:>2}  replica {replica_name(o.replica)}"
+              f" (its chart {seen[o.replica]:>2})  {o.outcome}")
+    refused = Counter(o.replica for o in charts if o.outcome == "403 anomaly.deny")
+    print(f"  each replica served only {share} of the charts ({split(seen, names)}), within the limit of"
+          f" {limit} had it counted alone;")
+    print(f"  the distinct-patient window lives in Redis: it counted all {len(charts)} and the replicas"
+          f" refused {sum(refused.values())} ({split(refused, names)})")
+    most_seen = max(seen.values(), default=0)
+    insider.check(f"each replica served at most {limit} of the charts (the volume limit)",
+                  lambda: None if most_seen <= limit else f"a replica served {most_seen}")
+    insider.check("every replica refused a chart (anomaly.deny)",
+                  lambda: None if len(refused) == replicas else f"refusals by replica: {split(refused, names)}")
+
+    print()
+    served = Counter(o.replica for o in flood.outcomes)
+    allowed = sum(1 for o in flood.outcomes if o.outcome == "allow")
+    limited = Counter(o.replica for o in flood.outcomes if o.outcome == "429 rate-limit.user")
+    # The bucket starts full and refills while the flood runs (a token every few seconds).
+    refilled = math.ceil(flood_seconds * 1000 * kiosk["refill"] / kiosk["period_ms"])
+    print(f"{flood.name}: {len(flood.outcomes)} reads in {flood_seconds:.1f} s against a bucket of"
+          f" {kiosk['capacity']} per user")
+    print(f"  each replica served only {share} of them ({split(served, names)}), no more than a bucket of its"
+          f" own would let through;")
+    print(f"  the bucket lives in Redis: it let {allowed} through in total and the replicas refused"
+          f" {sum(limited.values())} ({split(limited, names)})")
+    most_served = max(served.values(), default=0)
+    flood.check(f"each replica served at most {kiosk['capacity']} reads (the bucket's capacity)",
+                lambda: None if most_served <= kiosk["capacity"] else f"a replica served {most_served}")
+    flood.check(f"at most {kiosk['capacity'] + refilled} reads allowed in total (the capacity and its refill)",
+                lambda: None if allowed <= kiosk["capacity"] + refilled else f"{allowed} allowed")
+    flood.check("every replica refused reads (rate-limit.user)",
+                lambda: None if len(limited) == replicas else f"refusals by replica: {split(limited, names)}")
+
+
+def split(counts, names):
+    """`A 6, B 6`: a count per replica."""
+    return ", ".join(f"{name} {counts[i]}" for i, name in enumerate(names))
+
+
+def report(personas, check, replicas=0):
+    """The table of outcomes per persona (with several replicas, how many each served), and
+    with `check` every expectation checked."""
+    names = [replica_name(i) for i in range(replicas)]
+    by_replica = f" {' / '.join(names):>9}" if replicas else ""
+    print()
+    print(f"{'persona':<30} {'requests':>8}{by_replica} {'allowed':>8} {'denied':>7}  by rule")
     print("-" * 100)
     failures = []
     for p in personas:
-        counts = Counter("allow" if o == "allow" else "denied" for _, o, _, _ in p.outcomes)
-        rules = Counter(o.split(" ", 1)[1] for _, o, _, _ in p.outcomes if o != "allow")
+        counts = Counter("allow" if o.outcome == "allow" else "denied" for o in p.outcomes)
+        rules = Counter(o.outcome.split(" ", 1)[1] for o in p.outcomes if o.outcome != "allow")
         by_rule = ", ".join(f"{rule} x{n}" for rule, n in rules.most_common())
-        print(f"{p.name:<30} {len(p.outcomes):>8} {counts['allow']:>8} {counts['denied']:>7}  {by_rule}")
-        for what, outcome, expect, detail in p.outcomes:
+        if replicas:
+            served = Counter(o.replica for o in p.outcomes)
+            by_replica = f" {' / '.join(str(served[i]) for i in range(replicas)):>9}"
+        print(f"{p.name:<30} {len(p.outcomes):>8}{by_replica} {counts['allow']:>8} {counts['denied']:>7}  {by_rule}")
+        for what, outcome, expect, detail, _ in p.outcomes:
             if expect is None:
                 continue
             if outcome != expect:
@@ -336,7 +471,7 @@ def report(personas, check):
         for what, problem in p.checks:
             if problem is not None:
                 failures.append(f"{p.name}: {what}: {problem}")
-        seen = {o for _, o, _, _ in p.outcomes}
+        seen = {o.outcome for o in p.outcomes}
         for wanted in p.must_see:
             if wanted not in seen:
                 failures.append(f"{p.name}: never saw `{wanted}`; saw {sorted(seen)}")
@@ -347,9 +482,26 @@ def report(personas, check):
                 print("FAILED", failure)
             print(f"{len(failures)} failed")
             sys.exit(1)
-        total = sum(1 for p in personas for outcome in p.outcomes if outcome[2] is not None)
+        total = sum(1 for p in personas for o in p.outcomes if o.expect is not None)
         total += sum(len(p.must_see) + len(p.checks) for p in personas)
         print(f"{total} passed, 0 failed")
+
+
+def findings(args):
+    """One line per audit record (JSON lines from `ehrgate audit query --json`): the request,
+    the decision, and the finding `--rule` with its detail, which the table leaves out."""
+    shown = 0
+    for line in sys.stdin:
+        record = json.loads(line)
+        for finding in record["findings"]:
+            if finding["rule"] == args.rule:
+                print(f"  seq {record['seq']:>3}  {record['method']} {record['path']:<48} {record['status']} "
+                      f"{record['rule'] or 'allow'}  {finding['rule']}: {finding['detail']}")
+                shown += 1
+    if shown == 0:
+        print(f"  no record with a `{args.rule}` finding")
+        if args.check:
+            sys.exit(1)
 
 
 def real_data(detail):
@@ -373,14 +525,20 @@ def main():
     p.add_argument("--template", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--set", action="append", default=[])
+    p.add_argument("--redis", metavar="URL", help="state shared with other replicas on this Redis")
     p = commands.add_parser("traffic")
     p.add_argument("--cast", required=True)
-    p.add_argument("--gateway", required=True)
+    p.add_argument("--gateway", action="append", required=True,
+                   help="a gateway's base URL; given more than once, requests alternate between them")
+    p.add_argument("--policies", default=POLICIES, help="the policies' configs, for their limits")
     p.add_argument("--key", required=True)
     p.add_argument("--fhir", required=True, help="the EHR's own base URL, to check writes directly")
     p.add_argument("--check", action="store_true")
+    p = commands.add_parser("findings")
+    p.add_argument("--rule", required=True)
+    p.add_argument("--check", action="store_true", help="fail when no record has the finding")
     args = parser.parse_args()
-    {"seed": seed, "config": config, "traffic": traffic}[args.command](args)
+    {"seed": seed, "config": config, "traffic": traffic, "findings": findings}[args.command](args)
 
 
 if __name__ == "__main__":
